@@ -1,0 +1,183 @@
+"""Partial local density of states injected from the QPC (P1 Eq. 2).
+
+Normalisation: Kwant's scattering states carry unit current per mode, and the local density
+of states of a site is Σ_leads Σ_n |ψ_n|²/(2π) in states per (energy unit) per site
+(``kwant.ldos``). The PLDOS of the QPC lead is the lead-0 part of that sum,
+
+    ρ_qpc(r) = (1/2π) Σ_{n=1}^{N_qpc} |ψ_{qpc,n}(r)|²        [meV⁻¹ per site]
+
+since the Hamiltonian is in meV. P1 prints 2π instead of 1/(2π) in front of the sum; that
+is a global factor (2π)² and does not change the image (docs/physics.md). Divide by a² for a
+density per nm².
+
+Two implementations:
+
+* :func:`pldos_kwant` — plain ``kwant.wave_function``; the reference.
+* :class:`PLDOSSolver` — the fast path. For a fixed geometry, energy and field only the
+  onsite potential changes between samples. The solver asks Kwant once per field for its
+  scattering linear system (left-hand side with the lead-mode blocks, right-hand side of the
+  QPC modes) at V = 0, runs MUMPS's symbolic analysis once on it, and per sample only adds
+  V to the diagonal of the scattering-region block and refactors numerically
+  (``reuse_analysis=True``). The result equals :func:`pldos_kwant` to round-off (tested).
+
+The analysis is always done on the V = 0 matrix, never on a sample's, so that a sample's
+result does not depend on which samples a process computed before it.
+"""
+
+import kwant
+import numpy as np
+import scipy.sparse as sp
+from kwant.linalg import mumps
+from kwant.solvers.mumps import default_solver as _mumps_solver
+
+from .qpc import site_indices
+
+__all__ = ["pldos_kwant", "PLDOSSolver", "QPC_LEAD"]
+
+#: Index of the QPC lead in :func:`mesoinv.physics.qpc.make_qpc_system`.
+QPC_LEAD = 0
+
+
+def pldos_kwant(fsyst, potential_meV, *, energy_meV, hopping_meV, flux_per_plaquette=0.0,
+                lead=QPC_LEAD):
+    """PLDOS from one lead with plain ``kwant.wave_function`` (the reference path).
+
+    Parameters
+    ----------
+    fsyst : kwant.system.FiniteSystem
+        From :func:`mesoinv.physics.qpc.make_qpc_system`.
+    potential_meV : ndarray, shape (nx, ny)
+        Disorder potential V in meV on the scattering-region sites.
+    energy_meV, hopping_meV : float
+        Fermi energy E and hopping t in meV.
+    flux_per_plaquette : float
+        φ = B a² e/h.
+    lead : int
+        Injecting lead (0: QPC).
+
+    Returns
+    -------
+    ndarray, shape (nx, ny)
+        ρ(i, k) in meV⁻¹ per site.
+    """
+    params = dict(potential_meV=potential_meV, hopping_meV=hopping_meV,
+                  flux_per_plaquette=flux_per_plaquette)
+    psi = kwant.wave_function(fsyst, energy=energy_meV, params=params)(lead)
+    density = np.sum(np.abs(psi) ** 2, axis=0) / (2 * np.pi)
+    i, k = site_indices(fsyst)
+    out = np.zeros(np.asarray(potential_meV).shape)
+    out[i, k] = density
+    return out
+
+
+class _FieldSystem:
+    """The scattering linear system at one field, analysed by MUMPS, ready for refactoring."""
+
+    def __init__(self, fsyst, params, energy_meV, n_sites, ordering):
+        linsys, lead_info = _mumps_solver._make_linear_sys(
+            fsyst, [QPC_LEAD], energy_meV, params=params)
+        lhs = sp.coo_matrix(linsys.lhs.tocsr())  # csr→coo sums duplicate entries
+        self.shape = lhs.shape
+        self.row = lhs.row.astype(np.int64)
+        self.col = lhs.col.astype(np.int64)
+        self.base_data = lhs.data.astype(complex)
+        if linsys.num_orb != n_sites:
+            raise AssertionError("one orbital per site is assumed")
+        diagonal = np.flatnonzero((self.row == self.col) & (self.row < n_sites))
+        order = np.argsort(self.row[diagonal])
+        self.diagonal_positions = diagonal[order]
+        if not np.array_equal(self.row[self.diagonal_positions], np.arange(n_sites)):
+            raise AssertionError("a scattering-region diagonal entry is missing from the matrix")
+        rhs = linsys.rhs[0]
+        self.rhs = np.asfortranarray(rhs.toarray() if sp.issparse(rhs) else np.asarray(rhs),
+                                     dtype=complex)
+        self.n_modes = int(lead_info[QPC_LEAD].velocities.size // 2)
+        self.n_sites = n_sites
+        self.ordering = ordering
+        self.context = mumps.MUMPSContext()
+        self.context.analyze(self._matrix(self.base_data), ordering=ordering)
+
+    def _matrix(self, data):
+        return sp.coo_matrix((data, (self.row, self.col)), shape=self.shape)
+
+    def density(self, onsite_shift_meV):
+        """Σ_n |ψ_n|²/(2π) per site (Kwant site order) for V added to the diagonal."""
+        data = self.base_data.copy()
+        data[self.diagonal_positions] += onsite_shift_meV
+        self.context.factor(self._matrix(data), ordering=self.ordering, reuse_analysis=True,
+                            overwrite_a=True)
+        psi = self.context.solve(self.rhs)[: self.n_sites]
+        return np.sum(psi.real**2 + psi.imag**2, axis=1) / (2 * np.pi)
+
+
+class PLDOSSolver:
+    """Fast QPC PLDOS for many potentials on one device, at one or several fields.
+
+    Parameters
+    ----------
+    fsyst : kwant.system.FiniteSystem
+        From :func:`mesoinv.physics.qpc.make_qpc_system`.
+    shape : tuple (nx, ny)
+        Shape of the potential arrays (the scattering region).
+    energy_meV, hopping_meV : float
+        Fermi energy E and hopping t in meV.
+    fluxes_per_plaquette : sequence of float
+        φ = B a² e/h for each field channel (default: B = 0 only).
+    ordering : str
+        MUMPS fill-reducing ordering ('amd', 'amf', 'pord', 'metis', …). 'amd' was fastest
+        at paper scale here (benchmarks/).
+
+    Notes
+    -----
+    Each field keeps its own MUMPS instance (analysis and the current factor), so memory grows
+    with the number of fields; at paper scale one field takes ≈ 0.2 GB.
+    """
+
+    def __init__(self, fsyst, shape, *, energy_meV, hopping_meV, fluxes_per_plaquette=(0.0,),
+                 ordering="amd"):
+        self.shape = tuple(shape)
+        self.site_i, self.site_k = site_indices(fsyst)
+        n_sites = len(self.site_i)
+        if n_sites != self.shape[0] * self.shape[1]:
+            raise ValueError(f"potential shape {self.shape} does not match {n_sites} sites")
+        zero = np.zeros(self.shape)
+        self.fluxes_per_plaquette = tuple(float(f) for f in fluxes_per_plaquette)
+        self._fields = [
+            _FieldSystem(fsyst, dict(potential_meV=zero, hopping_meV=hopping_meV,
+                                     flux_per_plaquette=phi), energy_meV, n_sites, ordering)
+            for phi in self.fluxes_per_plaquette
+        ]
+
+    @property
+    def n_modes(self) -> int:
+        """Number of open channels of the QPC lead (at the first field)."""
+        return self._fields[0].n_modes
+
+    def __call__(self, potential_meV):
+        """PLDOS for one potential.
+
+        Parameters
+        ----------
+        potential_meV : ndarray, shape (nx, ny)
+            V in meV.
+
+        Returns
+        -------
+        ndarray, shape (n_fields, nx, ny)
+            ρ in meV⁻¹ per site, one image per field.
+
+        Raises
+        ------
+        FloatingPointError
+            If the solution is not finite (a singular or ill-conditioned system).
+        """
+        potential_meV = np.asarray(potential_meV, dtype=float)
+        if potential_meV.shape != self.shape:
+            raise ValueError(f"potential has shape {potential_meV.shape}, expected {self.shape}")
+        shift = potential_meV[self.site_i, self.site_k]
+        out = np.empty((len(self._fields),) + self.shape)
+        for channel, field in enumerate(self._fields):
+            out[channel, self.site_i, self.site_k] = field.density(shift)
+        if not np.all(np.isfinite(out)):
+            raise FloatingPointError("the PLDOS is not finite: the linear system is singular")
+        return out
