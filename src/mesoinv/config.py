@@ -1,0 +1,201 @@
+"""Workflow configuration: loading, JSON-schema validation with defaults, consistency checks.
+
+The schema (``mesoinv/schemas/config.schema.yaml``, also at ``workflow/schemas/``) rejects
+unknown keys and wrong types; :func:`validate_config` then checks what a schema cannot
+(ranges whose min exceeds max, lengths that are not whole numbers of lattice sites, …).
+Every error is a :class:`ConfigError` naming the offending key as a dotted path, raised
+before anything is written.
+"""
+
+import copy
+import hashlib
+import json
+import re
+from importlib import resources
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+__all__ = ["ConfigError", "load_config", "validate_config", "load_schema", "sample_config_hash",
+           "parameter_range", "dataset_definition"]
+
+#: Physically sensible bounds, checked beyond the schema (units in the key names).
+DOPANT_DISTANCE_BOUNDS_NM = (5.0, 500.0)
+DOPANT_DENSITY_BOUNDS_CM2 = (1e9, 1e14)
+
+#: Keys of a dataset entry that do not change any sample's content (excluded from its hash).
+_NON_SAMPLE_KEYS = ("n_samples", "shard_size")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key."""
+
+    def __init__(self, key: str, message: str):
+        self.key = key
+        super().__init__(f"config key '{key}': {message}")
+
+
+def load_schema() -> dict:
+    """The configuration JSON schema as a dict."""
+    text = resources.files("mesoinv").joinpath("schemas/config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _with_defaults(validator_class):
+    """Extend a jsonschema validator so that ``default`` values are filled in."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, subschema in properties.items():
+                if "default" in subschema and name not in instance:
+                    instance[name] = copy.deepcopy(subschema["default"])
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+_Validator = _with_defaults(jsonschema.Draft202012Validator)
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def parameter_range(value) -> tuple[float, float]:
+    """(min, max) of a ``[min, max]`` list or a single fixed value."""
+    if isinstance(value, (list, tuple)):
+        return float(value[0]), float(value[1])
+    return float(value), float(value)
+
+
+_FLOAT_LITERAL = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+$")
+
+
+def _yaml11_floats(value):
+    """Turn strings such as '1.0e12' into floats.
+
+    PyYAML (and Snakemake's loader) follow YAML 1.1, where ``1.0e12`` without a sign in the
+    exponent is a *string*; physicists write densities that way, so it is read as the number
+    it obviously is.
+    """
+    if isinstance(value, dict):
+        return {k: _yaml11_floats(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_yaml11_floats(v) for v in value]
+    if isinstance(value, str) and _FLOAT_LITERAL.match(value.strip()):
+        return float(value)
+    return value
+
+
+def validate_config(config: dict) -> dict:
+    """Validate a configuration and return a copy with defaults filled in.
+
+    Raises
+    ------
+    ConfigError
+        On the first problem found, naming the key (e.g. ``datasets.p1.n_samples``).
+    """
+    if not isinstance(config, dict):
+        raise ConfigError("<top level>", f"expected a mapping, got {type(config).__name__}")
+    config = _yaml11_floats(copy.deepcopy(config))
+    validator = _Validator(load_schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.path), list(e.path)))
+    if errors:
+        error = errors[0]
+        if error.validator == "additionalProperties":
+            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            key = _key(list(error.path) + extra[:1])
+            raise ConfigError(key, f"unknown key (allowed: "
+                                   f"{', '.join(sorted(error.schema.get('properties', {})))})")
+        raise ConfigError(_key(error.path), error.message)
+    for name, dataset in config["datasets"].items():
+        _check_dataset(f"datasets.{name}", dataset)
+    figure_ids = config.get("figures", {}).get("sample_ids", [])
+    for name, dataset in config["datasets"].items():
+        for sample_id in figure_ids:
+            if sample_id >= dataset["n_samples"]:
+                raise ConfigError("figures.sample_ids",
+                                  f"sample id {sample_id} does not exist in dataset '{name}' "
+                                  f"({dataset['n_samples']} samples)")
+    return config
+
+
+def _check_range(key, value, bounds, unit):
+    low, high = parameter_range(value)
+    if low > high:
+        raise ConfigError(key, f"range [{low}, {high}] has min > max")
+    if low < bounds[0] or high > bounds[1]:
+        raise ConfigError(key, f"{value} {unit} is outside the allowed {bounds[0]:g}–{bounds[1]:g} {unit}")
+
+
+def _check_dataset(key, dataset):
+    from .physics.qpc import QPCGeometry  # local import: keeps config loading light
+
+    disorder = dataset["disorder"]
+    _check_range(f"{key}.disorder.dopant_distance_nm", disorder["dopant_distance_nm"],
+                 DOPANT_DISTANCE_BOUNDS_NM, "nm")
+    _check_range(f"{key}.disorder.dopant_density_cm2", disorder["dopant_density_cm2"],
+                 DOPANT_DENSITY_BOUNDS_CM2, "cm⁻²")
+    geometry = dataset["geometry"]
+    a = geometry["lattice_constant_nm"]
+    for name in ("length_nm", "width_nm", "qpc_width_nm"):
+        sites = geometry[name] / a
+        if abs(sites - round(sites)) > 1e-9 * max(1.0, sites) or round(sites) < 1:
+            raise ConfigError(f"{key}.geometry.{name}",
+                              f"{geometry[name]} nm is not a whole number of lattice constants "
+                              f"({a} nm)")
+    try:
+        QPCGeometry.from_nm(**geometry)
+    except ValueError as error:
+        name = "qpc_center_nm" if geometry.get("qpc_center_nm") is not None else "qpc_width_nm"
+        raise ConfigError(f"{key}.geometry.{name}", str(error)) from None
+    energy = dataset["transport"]["energy_meV"]
+    from .physics.materials import hopping_meV
+
+    t = hopping_meV(a, dataset["material"]["effective_mass_kg"])
+    if energy >= 4 * t:
+        raise ConfigError(f"{key}.transport.energy_meV",
+                          f"{energy} meV is above the band centre 4t = {4 * t:.1f} meV of the "
+                          "lattice: the discretisation is meaningless there (use a smaller "
+                          "lattice constant)")
+
+
+def load_config(path) -> dict:
+    """Read a YAML configuration file and validate it (see :func:`validate_config`)."""
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError("<file>", f"{path} does not exist") from None
+    except yaml.YAMLError as error:
+        raise ConfigError("<file>", f"{path} is not valid YAML: {error}") from None
+    return validate_config(config)
+
+
+def dataset_definition(config: dict, name: str) -> dict:
+    """The sample-defining part of dataset ``name``: its entry without n_samples, shard_size.
+
+    The workflow writes it to ``results/datasets/<name>/definition.json``; shards depend on
+    that file, so growing a dataset (n_samples) or re-sharding it reruns no existing sample.
+    """
+    try:
+        entry = config["datasets"][name]
+    except KeyError:
+        known = ", ".join(sorted(config["datasets"]))
+        raise ConfigError(f"datasets.{name}", f"no such dataset (known: {known})") from None
+    definition = {k: v for k, v in entry.items() if k not in _NON_SAMPLE_KEYS}
+    definition["name"] = name
+    return definition
+
+
+def sample_config_hash(dataset: dict) -> str:
+    """sha256 of everything in a dataset entry that determines its samples' content.
+
+    ``n_samples`` and ``shard_size`` are left out: growing a dataset or re-sharding it keeps
+    every existing sample, and its shards still share one hash.
+    """
+    relevant = {k: v for k, v in dataset.items() if k not in _NON_SAMPLE_KEYS + ("name",)}
+    text = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()

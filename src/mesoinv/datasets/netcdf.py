@@ -1,0 +1,207 @@
+"""netCDF files of P1 samples (format described in docs/dataset-format.md).
+
+Files are written under a temporary name in the destination directory and renamed into place
+only when complete and closed, so a killed job never leaves a plausible-looking partial file.
+Read them with ``xarray.open_dataset(path)``.
+"""
+
+import json
+import os
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+
+from .. import __version__
+
+__all__ = ["write_p1_netcdf", "atomic_path", "code_version", "package_versions",
+           "FORMAT_VERSION"]
+
+#: Version of the file layout; bump on any incompatible change of names, dims or units.
+FORMAT_VERSION = "mesoinv-p1-1"
+
+_PACKAGES = ("numpy", "scipy", "kwant", "netCDF4", "mpi4py")
+
+
+def package_versions() -> dict:
+    """Versions of the packages that determine the numbers in a file."""
+    out = {}
+    for name in _PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def code_version() -> str:
+    """mesoinv's version, plus the git commit (and '-dirty') when run from a checkout."""
+    root = Path(__file__).resolve().parents[3]
+    try:
+        commit = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty",
+                                 "--abbrev=12"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return __version__
+    if commit.returncode != 0 or not commit.stdout.strip():
+        return __version__
+    return f"{__version__}+g{commit.stdout.strip()}"
+
+
+class atomic_path:
+    """Context manager yielding a temporary path that is renamed to ``path`` on success.
+
+    On an exception the temporary file is removed and nothing appears under ``path``.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+
+    def __enter__(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            os.replace(self.tmp, self.path)
+        else:
+            self.tmp.unlink(missing_ok=True)
+        return False
+
+
+def _variable(ds, name, dtype, dims, data, *, units, long_name, chunks=None, **attrs):
+    var = ds.createVariable(name, dtype, dims, chunksizes=chunks)
+    var.units = units
+    var.long_name = long_name
+    for key, value in attrs.items():
+        setattr(var, key, value)
+    var[...] = data
+    return var
+
+
+def write_p1_netcdf(path, spec, samples, *, open_modes):
+    """Write P1 samples to a netCDF-4 file, atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Destination; it appears only once the file is complete.
+    spec : mesoinv.datasets.p1.P1DatasetSpec
+    samples : sequence of mesoinv.datasets.p1.P1Sample
+        Written in the given order (callers sort by id).
+    open_modes : sequence of int
+        Open QPC channels at each field.
+    """
+    g = spec.geometry
+    modes = spec.modes
+    store = np.dtype(spec.storage_dtype)
+    n = len(samples)
+    fields = np.array(spec.magnetic_fields_T, dtype=float)
+
+    def stack(attr, dtype=float):
+        return np.array([getattr(s, attr) for s in samples], dtype=dtype)
+
+    with atomic_path(path) as tmp:
+        with netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
+            ds.createDimension("sample", n)
+            ds.createDimension("field", len(fields))
+            ds.createDimension("x", g.nx)
+            ds.createDimension("y", g.ny)
+            ds.createDimension("mode", len(modes))
+
+            _variable(ds, "sample_id", "i8", ("sample",), stack("sample_id", np.int64),
+                      units="1", long_name="sample id within the dataset")
+            _variable(ds, "x", "f8", ("x",), g.x_nm, units="nm",
+                      long_name="x of the site, along transport from the QPC (x=0) to the drain")
+            _variable(ds, "y", "f8", ("y",), g.y_nm, units="nm",
+                      long_name="y of the site, across the region")
+            _variable(ds, "field", "f8", ("field",), fields, units="T",
+                      long_name="perpendicular magnetic field B_z")
+            _variable(ds, "flux_per_plaquette", "f8", ("field",), spec.fluxes_per_plaquette,
+                      units="h/e", long_name="magnetic flux per lattice plaquette B a^2 e/h")
+            _variable(ds, "qpc_open_modes", "i4", ("field",), np.asarray(open_modes, np.int32),
+                      units="1", long_name="open channels of the QPC lead at the Fermi energy")
+            _variable(ds, "qx", "f8", ("mode",), modes.qx_per_nm, units="nm-1",
+                      long_name="x component of the Fourier mode's wave vector, 2 pi m / L")
+            _variable(ds, "qy", "f8", ("mode",), modes.qy_per_nm, units="nm-1",
+                      long_name="y component of the Fourier mode's wave vector, 2 pi n / W")
+            _variable(ds, "mode_m", "i4", ("mode",), modes.m.astype(np.int32), units="1",
+                      long_name="integer index m of q_x = 2 pi m / L")
+            _variable(ds, "mode_n", "i4", ("mode",), modes.n.astype(np.int32), units="1",
+                      long_name="integer index n of q_y = 2 pi n / W")
+
+            _variable(ds, "dopant_distance", "f8", ("sample",), stack("dopant_distance_nm"),
+                      units="nm", long_name="distance s between dopant plane and 2DEG")
+            _variable(ds, "dopant_density", "f8", ("sample",), stack("dopant_density_cm2"),
+                      units="cm-2", long_name="areal density N_d of ionised dopants")
+            _variable(ds, "rms", "f8", ("sample",), stack("rms_meV"), units="meV",
+                      long_name="root mean square sqrt(C(0)) of the disorder (ensemble, Eq. 4-5)")
+            _variable(ds, "correlation_length", "f8", ("sample",),
+                      stack("correlation_length_nm"), units="nm",
+                      long_name="correlation length xi, C(xi)/C(0) = 1/2 (ensemble, Eq. 4)")
+            coefficients = np.array([s.fourier_coefficients for s in samples]).reshape(n, len(modes))
+            _variable(ds, "fourier_coefficient_real", "f8", ("sample", "mode"),
+                      coefficients.real, units="1",
+                      long_name="real part of the Fourier coefficient C_j (Eq. 1)")
+            _variable(ds, "fourier_coefficient_imag", "f8", ("sample", "mode"),
+                      coefficients.imag, units="1",
+                      long_name="imaginary part of the Fourier coefficient C_j (Eq. 1)")
+            potential = np.array([s.potential_meV for s in samples]).reshape(n, g.nx, g.ny)
+            _variable(ds, "potential", store, ("sample", "x", "y"), potential.astype(store),
+                      units="meV", long_name="disorder potential energy V of an electron",
+                      chunks=(1, g.nx, g.ny))
+            pldos = np.array([s.pldos_per_meV for s in samples]).reshape(n, len(fields), g.nx, g.ny)
+            _variable(ds, "pldos", store, ("sample", "field", "x", "y"), pldos.astype(store),
+                      units="meV-1", chunks=(1, len(fields), g.nx, g.ny),
+                      long_name="partial local density of states from the QPC lead, per site",
+                      normalisation="sum over QPC modes of |psi|^2/(2 pi), Kwant's unit-current "
+                                    "scattering states; divide by a^2 for per nm^2")
+
+            ds.setncatts(_global_attributes(spec))
+    return Path(path)
+
+
+def _global_attributes(spec) -> dict:
+    g = spec.geometry
+    return {
+        "title": f"mesoinv P1 dataset '{spec.name}': remote-dopant disorder and QPC PLDOS",
+        "format_version": FORMAT_VERSION,
+        "dataset_name": spec.name,
+        "dataset_kind": "p1_pldos",
+        "seed": np.int64(spec.seed),
+        "sample_rng": "numpy PCG64(SeedSequence(seed, spawn_key=(sample_id,)))",
+        "lattice": "square, one orbital per site",
+        "lattice_constant_nm": g.lattice_constant_nm,
+        "nx_sites": np.int32(g.nx),
+        "ny_sites": np.int32(g.ny),
+        "length_nm": g.length_nm,
+        "width_nm": g.width_nm,
+        "qpc_lead": "lead 0: sites x <= -1, y sites qpc_first_y_site ... qpc_first_y_site + "
+                    "qpc_width_sites - 1, translation (-1, 0); source of the PLDOS",
+        "qpc_first_y_site": np.int32(g.qpc_first_y),
+        "qpc_width_sites": np.int32(g.qpc_width),
+        "drain_lead": "lead 1: sites x >= nx_sites, all ny_sites rows, translation (+1, 0)",
+        "hamiltonian": "onsite 4t + V(x, y), hopping -t exp(2 pi i phi k (i_to - i_from)), "
+                       "Landau gauge A = (-B y, 0); leads: onsite 4t",
+        "hopping_meV": spec.hopping_meV,
+        "energy_meV": spec.energy_meV,
+        "relative_permittivity": spec.material.relative_permittivity,
+        "effective_mass_kg": spec.material.effective_mass_kg,
+        "thomas_fermi_wavevector_per_nm": spec.disorder(
+            spec.dopant_distance_range_nm[0], spec.dopant_density_range_cm2[0]).q_tf_per_nm,
+        "cutoff_factor": spec.cutoff_factor,
+        "dopant_distance_range_nm": np.array(spec.dopant_distance_range_nm),
+        "dopant_density_range_cm2": np.array(spec.dopant_density_range_cm2),
+        "potential_convention": "V(r) = -(e^2/(2 eps eps0 L W)) sum_{j != 0} exp(-q_j s)/(q_j + "
+                                "q_TF) C_j exp(-i q_j . r), C_{-j} = conj(C_j); stored modes: "
+                                "half plane, coefficients 0 beyond the sample's cutoff",
+        "mumps_ordering": spec.ordering,
+        "storage_dtype": spec.storage_dtype,
+        "sample_config_sha256": spec.config_hash,
+        "dataset_config_json": json.dumps(spec.config, sort_keys=True),
+        "code_version": code_version(),
+        "package_versions": json.dumps(package_versions(), sort_keys=True),
+        "Conventions": "CF-1.10 (units and long_name on every variable)",
+    }
