@@ -1,0 +1,24 @@
+# mesoinv: Kwant simulations → datasets → models → reports.
+# Table of contents only; the rules live in workflow/rules/, one file per stage, and call the
+# `mesoinv` command (src/mesoinv/cli.py). Run: ./scripts/run-demo (local, config/config.yaml);
+# on a cluster: snakemake --configfile config/paper.yaml --profile profiles/slurm.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/simulate.smk"
+include: "workflow/rules/figures.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

@@ -1,0 +1,5 @@
+"""``python -m mesoinv`` is the ``mesoinv`` command (used by the workflow's rules)."""
+
+from .cli import main
+
+main()

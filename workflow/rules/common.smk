@@ -1,0 +1,71 @@
+# Configuration checks and input functions shared by all rules.
+import os
+import sys
+from pathlib import Path
+
+from mesoinv.config import dataset_definition, validate_config
+from mesoinv.datasets import P1DatasetSpec
+
+# Validate before any job is scheduled: a bad value stops here naming its key, nothing is
+# written. Defaults from the schema are filled in place (the same object Snakemake holds).
+config.update(validate_config(config))
+
+
+envvars:
+    "PATH",
+
+
+# Rules call the `mesoinv` command of the environment running Snakemake (the project's
+# venv), also inside SLURM jobs, which re-read this file with the same interpreter.
+os.environ["PATH"] = (
+    f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+)
+
+
+wildcard_constraints:
+    dataset="[A-Za-z][A-Za-z0-9_]*",
+    shard=r"\d{5}",
+    sample_id=r"\d+",
+
+
+def dataset_spec(name):
+    return P1DatasetSpec.from_config(name, config["datasets"][name])
+
+
+def shard_numbers(name):
+    return range(dataset_spec(name).n_shards)
+
+
+def shard_path(name, shard):
+    return f"results/datasets/{name}/shards/{name}-{shard:05d}.nc"
+
+
+def shard_files(name):
+    return [shard_path(name, shard) for shard in shard_numbers(name)]
+
+
+def shard_id_range(wildcards):
+    """'start:stop' of a shard's sample ids, for `mesoinv simulate --ids`."""
+    ids = dataset_spec(wildcards.dataset).shard_ids(int(wildcards.shard))
+    return f"{ids.start}:{ids.stop}"
+
+
+def shard_of_sample(wildcards):
+    spec = dataset_spec(wildcards.dataset)
+    return shard_path(wildcards.dataset, int(wildcards.sample_id) // spec.shard_size)
+
+
+def figure_files():
+    ids = config["figures"]["sample_ids"]
+    return [
+        f"results/figures/{name}/sample-{sample_id}.png"
+        for name in config["datasets"]
+        for sample_id in ids
+    ]
+
+
+def all_targets():
+    targets = []
+    for name in config["datasets"]:
+        targets += shard_files(name)
+    return targets + figure_files()

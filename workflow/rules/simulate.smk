@@ -1,0 +1,42 @@
+# Simulation stage: Kwant samples, one job per shard of consecutive sample ids.
+
+
+rule dataset_definition:
+    # The sample-defining part of a dataset's config (no n_samples, no shard_size). Shards
+    # depend on it: changing the physics reruns them, growing the dataset does not.
+    output:
+        "results/datasets/{dataset}/definition.json",
+    log:
+        "logs/dataset_definition/{dataset}.log",
+    benchmark:
+        "logs/benchmarks/dataset_definition/{dataset}.tsv"
+    localrule: True
+    conda:
+        "../../envs/mesoinv.yaml"
+    params:
+        definition=lambda wildcards: dataset_definition(config, wildcards.dataset),
+    script:
+        "../../scripts/write_dataset_definition.py"
+
+
+rule simulate_p1_shard:
+    input:
+        definition="results/datasets/{dataset}/definition.json",
+    output:
+        "results/datasets/{dataset}/shards/{dataset}-{shard}.nc",
+    log:
+        "logs/simulate/{dataset}/{dataset}-{shard}.log",
+    benchmark:
+        "logs/benchmarks/simulate/{dataset}/{dataset}-{shard}.tsv"
+    conda:
+        "../../envs/mesoinv.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=60,
+    params:
+        ids=shard_id_range,
+    shell:
+        # Sequential MUMPS, one process per core: no hidden BLAS/OpenMP threads.
+        "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 mesoinv simulate --dataset-definition {input.definition}"
+        " --ids {params.ids} --output {output} --no-progress > {log} 2>&1"
