@@ -109,7 +109,7 @@ if [ ! -e "$VENV" ]; then
         || die "$BASE_PYTHON is $("$BASE_PYTHON" -V 2>&1); Python >= 3.11 is required (set MESOINV_PYTHON)"
     log "venv: creating $VENV with $("$BASE_PYTHON" -V 2>&1)"
     "$BASE_PYTHON" -m venv "$VENV"
-    "$PY" -m pip install -q --upgrade pip
+    "$PY" -m pip install -qq --upgrade pip
 else
     log "venv: $VENV exists ($("$PY" -V 2>&1))"
 fi
@@ -150,14 +150,14 @@ build_kwant() {
     t0=$SECONDS
     if [ ! -f "$SDIST" ]; then
         log "kwant: downloading sdist kwant==$KWANT_VERSION"
-        "$PY" -m pip download -q --no-deps --no-binary :all: "kwant==$KWANT_VERSION" -d "$tmp/dl"
+        "$PY" -m pip download -qq --no-deps --no-binary :all: "kwant==$KWANT_VERSION" -d "$tmp/dl"
         mv "$tmp/dl/kwant-$KWANT_VERSION.tar.gz" "$SDIST"
     fi
     log "kwant: building wheel from $SDIST (about 2 min on 2 cores; log: $logf)"
     "$BASE_PYTHON_FOR_BUILD" -m venv "$tmp/buildenv"
     bpy="$tmp/buildenv/bin/python"
-    "$bpy" -m pip install -q --upgrade pip
-    "$bpy" -m pip install -q "$(pin numpy)" "$(pin scipy)" "$(pin tinyarray)" \
+    "$bpy" -m pip install -qq --upgrade pip
+    "$bpy" -m pip install -qq "$(pin numpy)" "$(pin scipy)" "$(pin tinyarray)" \
         "cython==3.1.*" setuptools wheel
     tar -xzf "$SDIST" -C "$tmp"
     if ! (cd "$tmp/kwant-$KWANT_VERSION" && "$bpy" setup.py --cython bdist_wheel -d "$tmp/wheel") \
@@ -209,8 +209,8 @@ else
     log "pip: installing Kwant wheel and -e .[test] (pinned in pyproject.toml)"
     rm -f "$STAMP"
     # Reinstall Kwant from the cached wheel in case a different build of 1.5.0 is installed.
-    "$PY" -m pip install -q --force-reinstall --no-deps "$KWANT_WHEEL"
-    "$PY" -m pip install -q "$KWANT_WHEEL" -e ".[test]"
+    "$PY" -m pip install -qq --force-reinstall --no-deps "$KWANT_WHEEL"
+    "$PY" -m pip install -qq "$KWANT_WHEEL" -e ".[test]"
     stamp_pending=1
 fi
 

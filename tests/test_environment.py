@@ -160,7 +160,13 @@ def test_kwant_has_mumps():
 def test_mpiexec_two_ranks():
     mpiexec = Path(sys.executable).parent / "mpiexec"
     assert mpiexec.exists(), f"no mpiexec next to {sys.executable} (the mpich package provides it)"
-    code = "from mpi4py import MPI; print(MPI.COMM_WORLD.Get_rank(), MPI.COMM_WORLD.Get_size())"
+    # Rank 0 gathers (rank, size) from every rank and prints once: the ranks' own prints would
+    # interleave on the launcher's stdout, and the gather also proves the ranks communicate.
+    code = (
+        "from mpi4py import MPI; c = MPI.COMM_WORLD; "
+        "r = c.gather((c.Get_rank(), c.Get_size())); "
+        "print(sorted(r)) if c.Get_rank() == 0 else None"
+    )
     proc = subprocess.run(
         [str(mpiexec), "-n", "2", sys.executable, "-c", code],
         capture_output=True,
@@ -169,8 +175,8 @@ def test_mpiexec_two_ranks():
         stdin=subprocess.DEVNULL,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
-    assert proc.returncode == 0, proc.stderr
-    assert sorted(proc.stdout.split("\n")[:-1]) == ["0 2", "1 2"], proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == "[(0, 2), (1, 2)]", proc.stdout + proc.stderr
 
 
 # ---------------------------------------------------------------------------------------------
