@@ -105,7 +105,9 @@ def validate_config(config: dict) -> dict:
     if errors:
         error = errors[0]
         if error.validator == "additionalProperties":
-            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            patterns = [re.compile(p) for p in error.schema.get("patternProperties", {})]
+            extra = sorted(k for k in set(error.instance) - set(error.schema.get("properties", {}))
+                           if not any(p.search(k) for p in patterns))
             key = _key(list(error.path) + extra[:1])
             raise ConfigError(key, f"unknown key (allowed: "
                                    f"{', '.join(sorted(error.schema.get('properties', {})))})")

@@ -1,0 +1,162 @@
+"""Configuration validation: every bad value stops with its key named, before any output."""
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mesoinv.config import ConfigError, dataset_definition, load_config, sample_config_hash, validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_CONFIG = ROOT / "config" / "test.yaml"
+
+
+@pytest.fixture
+def config():
+    # JSON round trip: YAML anchors make datasets share sub-dicts; tests edit one at a time.
+    return json.loads(json.dumps(yaml.safe_load(TEST_CONFIG.read_text())))
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "config").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path):
+    config = load_config(path)
+    assert config["datasets"]
+
+
+def test_defaults_are_filled(config):
+    validated = validate_config(config)
+    fixed = validated["datasets"]["p1_fixed"]
+    assert fixed["storage_dtype"] == "float32"
+    assert fixed["shard_size"] == 4
+    assert fixed["transport"]["magnetic_fields_T"] == [0.0]
+    assert fixed["disorder"]["cutoff_factor"] == 3.5
+    assert fixed["solver"]["ordering"] == "amd"
+    # validation does not modify its argument
+    assert "storage_dtype" not in config["datasets"]["p1_fixed"]
+
+
+def test_yaml11_exponent_floats_are_numbers():
+    # PyYAML reads 1.0e12 (no exponent sign) as a string; the config treats it as a number.
+    raw = yaml.safe_load(TEST_CONFIG.read_text())
+    assert isinstance(raw["datasets"]["p1_fixed"]["disorder"]["dopant_density_cm2"], str)
+    validated = validate_config(raw)
+    assert validated["datasets"]["p1_fixed"]["disorder"]["dopant_density_cm2"] == 1e12
+
+
+def _set(config, dotted, value):
+    *parents, last = dotted.split(".")
+    node = config
+    for key in parents:
+        node = node[key]
+    if value is _DELETE:
+        del node[last]
+    else:
+        node[last] = value
+
+
+_DELETE = object()
+
+# (dotted key to change, new value, key the error must name, words the message must contain)
+BAD_CONFIGS = [
+    ("datasets.p1_varying.disorder.dopant_density_cm2", [-1e12, 1e12],
+     "datasets.p1_varying.disorder.dopant_density_cm2", "outside"),
+    ("datasets.p1_varying.disorder.dopant_distance_nm", [40.0, 900.0],
+     "datasets.p1_varying.disorder.dopant_distance_nm", "outside"),
+    ("datasets.p1_varying.disorder.dopant_distance_nm", [70.0, 40.0],
+     "datasets.p1_varying.disorder.dopant_distance_nm", "min > max"),
+    ("datasets.p1_varying.disorder.dopant_distance_nm", [40.0, 50.0, 60.0],
+     "datasets.p1_varying.disorder.dopant_distance_nm", ""),
+    ("datasets.p1_varying.n_samples", -5, "datasets.p1_varying.n_samples", "minimum"),
+    ("datasets.p1_varying.n_samples", "many", "datasets.p1_varying.n_samples", "integer"),
+    ("datasets.p1_varying.seed", 1.5, "datasets.p1_varying.seed", "integer"),
+    ("datasets.p1_varying.shard_size", 0, "datasets.p1_varying.shard_size", "minimum"),
+    ("datasets.p1_varying.kind", "p3_unknown", "datasets.p1_varying.kind", "p1_pldos"),
+    ("datasets.p1_varying.geometry.length_nm", 202.5, "datasets.p1_varying.geometry.length_nm",
+     "whole number"),
+    ("datasets.p1_varying.geometry.qpc_width_nm", 300.0,
+     "datasets.p1_varying.geometry.qpc_width_nm", "qpc_width"),
+    ("datasets.p1_varying.geometry.qpc_center_nm", 140.0,
+     "datasets.p1_varying.geometry.qpc_center_nm", "QPC"),
+    ("datasets.p1_varying.geometry.lattice_constant_nm", _DELETE,
+     "datasets.p1_varying.geometry", "lattice_constant_nm"),
+    ("datasets.p1_varying.geometry.lattice_nm", 5.0,
+     "datasets.p1_varying.geometry.lattice_nm", "unknown key"),
+    ("datasets.p1_varying.transport.energy_meV", 0.0,
+     "datasets.p1_varying.transport.energy_meV", ""),
+    ("datasets.p1_varying.transport.energy_meV", 200.0,
+     "datasets.p1_varying.transport.energy_meV", "band centre"),
+    ("datasets.p1_varying.transport.magnetic_fields_T", [], 
+     "datasets.p1_varying.transport.magnetic_fields_T", ""),
+    ("datasets.p1_varying.storage_dtype", "float16", "datasets.p1_varying.storage_dtype", ""),
+    ("datasets.p1_varying.solver", {"ordering": "fastest"}, "datasets.p1_varying.solver.ordering", ""),
+    ("datasets.p1_varying.material.effective_mass_kg", "0.067",
+     "datasets.p1_varying.material.effective_mass_kg", ""),
+    ("figures.sample_ids", [0, 99], "figures.sample_ids", "does not exist"),
+    ("datasets.bad-name", {}, "datasets", ""),
+    ("typo_top_level", 1, "typo_top_level", "unknown key"),
+]
+
+
+@pytest.mark.parametrize("dotted,value,key,words", BAD_CONFIGS,
+                         ids=[f"{c[0]}={c[1]!r}"[:60] for c in BAD_CONFIGS])
+def test_bad_config_names_the_key(config, dotted, value, key, words):
+    bad = copy.deepcopy(config)
+    _set(bad, dotted, value)
+    with pytest.raises(ConfigError) as info:
+        validate_config(bad)
+    assert info.value.key == key, str(info.value)
+    assert f"'{key}'" in str(info.value)
+    assert words in str(info.value)
+
+
+def test_dataset_definition_excludes_sharding(config):
+    validated = validate_config(config)
+    definition = dataset_definition(validated, "p1_varying")
+    assert "n_samples" not in definition and "shard_size" not in definition
+    assert definition["name"] == "p1_varying"
+    grown = copy.deepcopy(config)
+    grown["datasets"]["p1_varying"]["n_samples"] = 1000
+    grown["datasets"]["p1_varying"]["shard_size"] = 7
+    grown = validate_config(grown)
+    assert dataset_definition(grown, "p1_varying") == definition
+    assert (sample_config_hash(grown["datasets"]["p1_varying"])
+            == sample_config_hash(validated["datasets"]["p1_varying"]))
+    changed = copy.deepcopy(config)
+    changed["datasets"]["p1_varying"]["seed"] = 8
+    assert (sample_config_hash(validate_config(changed)["datasets"]["p1_varying"])
+            != sample_config_hash(validated["datasets"]["p1_varying"]))
+    with pytest.raises(ConfigError, match="no such dataset"):
+        dataset_definition(validated, "nope")
+
+
+def test_cli_rejects_bad_config_and_writes_nothing(tmp_path, config):
+    bad = copy.deepcopy(config)
+    bad["datasets"]["p1_varying"]["disorder"]["dopant_density_cm2"] = [-1.0, 2.0]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    out = tmp_path / "out" / "samples.nc"
+    result = subprocess.run(
+        [sys.executable, "-m", "mesoinv", "simulate", "--config", str(path), "--dataset",
+         "p1_varying", "--ids", "0:2", "-o", str(out)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "datasets.p1_varying.disorder.dopant_density_cm2" in result.stderr
+    assert not out.parent.exists()
+
+
+def test_snakemake_rejects_bad_config_before_any_output(tmp_path, config):
+    bad = copy.deepcopy(config)
+    bad["datasets"]["p1_fixed"]["geometry"]["width_nm"] = 151.0
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(bad))
+    workdir = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+         "--directory", str(workdir), "--configfile", str(path), "--cores", "1"],
+        capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode != 0
+    assert "datasets.p1_fixed.geometry.width_nm" in result.stdout + result.stderr
+    assert not (workdir / "results").exists()
