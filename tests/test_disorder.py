@@ -453,10 +453,10 @@ def test_geometry_rejects_non_integer_multiples_of_a(args, message):
 
 def test_geometry_rejects_qpc_outside_region():
     # 30 sites wide, QPC 20 sites: a centre at 10 nm puts the first site at
-    # round(2 - 9.5) = -8, a centre at 140 nm puts the last site at 18 + 19 = 37 > 29.
-    with pytest.raises(ValueError, match=r"first y site -8, width 20"):
+    # floor(2 - 9.5 + 0.5) = -7, a centre at 140 nm puts the last site at 19 + 19 = 38 > 29.
+    with pytest.raises(ValueError, match=r"qpc_center_nm = 10 nm .*first y site -7, width 20"):
         QPCGeometry.from_nm(5, 200, 150, 100, qpc_center_nm=10)
-    with pytest.raises(ValueError, match=r"first y site 18, width 20"):
+    with pytest.raises(ValueError, match=r"qpc_center_nm = 140 nm .*first y site 19, width 20"):
         QPCGeometry.from_nm(5, 200, 150, 100, qpc_center_nm=140)
     # A QPC wider than the region.
     with pytest.raises(ValueError, match=r"qpc_width must be within 1\.\.30 sites, got 40"):

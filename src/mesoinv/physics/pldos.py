@@ -168,12 +168,18 @@ class PLDOSSolver:
 
         Raises
         ------
+        ValueError
+            If the potential has the wrong shape or non-finite values.
         FloatingPointError
-            If the solution is not finite (a singular or ill-conditioned system).
+            If the solution is not finite.
+        kwant.linalg.mumps.MUMPSError
+            If MUMPS finds the matrix numerically singular.
         """
         potential_meV = np.asarray(potential_meV, dtype=float)
         if potential_meV.shape != self.shape:
             raise ValueError(f"potential has shape {potential_meV.shape}, expected {self.shape}")
+        if not np.all(np.isfinite(potential_meV)):
+            raise ValueError("potential_meV contains non-finite values")
         shift = potential_meV[self.site_i, self.site_k]
         out = np.empty((len(self._fields),) + self.shape)
         for channel, field in enumerate(self._fields):

@@ -98,7 +98,11 @@ class QPCGeometry:
         if qpc_center_nm is None:
             y0 = (ny - w) // 2
         else:
-            y0 = int(round(qpc_center_nm / a - (w - 1) / 2))
+            # Round half up (not Python's half-to-even), so centres step evenly.
+            y0 = int(np.floor(qpc_center_nm / a - (w - 1) / 2 + 0.5))
+            if not 0 <= y0 <= ny - w:
+                raise ValueError(f"qpc_center_nm = {qpc_center_nm} nm puts the QPC (first y site "
+                                 f"{y0}, width {w}) outside the region's {ny} sites")
         return cls(lattice_constant_nm=a, nx=nx, ny=ny, qpc_width=w, qpc_first_y=y0)
 
     @property
