@@ -12,7 +12,8 @@ import xarray as xr
 
 from mesoinv.cli import parse_ids
 from mesoinv.config import dataset_definition, load_config
-from mesoinv.datasets import P1DatasetSpec, P1Simulator, dataset_spec, draw_disorder, simulate_ids
+from mesoinv.datasets import (P1DatasetSpec, P1Simulator, SampleStore, dataset_spec, draw_disorder,
+                              partial_dir_for, simulate_shard)
 from mesoinv.evaluation.figures import plot_p1_sample
 from mesoinv.physics import QPCGeometry, make_qpc_system, pldos_kwant
 
@@ -33,8 +34,9 @@ def spec(config):
 
 @pytest.fixture(scope="module")
 def full_file(spec, tmp_path_factory):
-    return simulate_ids(spec, range(10), tmp_path_factory.mktemp("full") / "all.nc",
-                        progress=False)
+    path = tmp_path_factory.mktemp("full") / "all.nc"
+    simulate_shard(spec, range(10), path, progress=False)
+    return path
 
 
 def raw_bytes(path, ids=None):
@@ -50,7 +52,8 @@ def raw_bytes(path, ids=None):
 
 def test_subset_equals_samples_inside_full_run(spec, full_file, tmp_path):
     # Ids 5…9 alone (and in scrambled order) give the same bytes as inside 0…9.
-    subset = simulate_ids(spec, [9, 5, 7, 6, 8], tmp_path / "subset.nc", progress=False)
+    subset = tmp_path / "subset.nc"
+    simulate_shard(spec, [9, 5, 7, 6, 8], subset, progress=False)
     assert raw_bytes(subset) == raw_bytes(full_file, ids=set(range(5, 10)))
 
 
@@ -159,7 +162,8 @@ def test_stored_coefficients_give_the_stored_potential(full_file):
             assert np.allclose(sample["potential"].values, v, rtol=0, atol=1e-10 * np.abs(v).max())
 
 
-def test_failed_sample_leaves_no_file(spec, tmp_path, monkeypatch):
+def test_failed_sample_fails_the_shard_and_a_rerun_resumes(spec, full_file, tmp_path,
+                                                          monkeypatch):
     calls = []
     original = P1Simulator.simulate
 
@@ -171,17 +175,37 @@ def test_failed_sample_leaves_no_file(spec, tmp_path, monkeypatch):
 
     monkeypatch.setattr(P1Simulator, "simulate", flaky)
     out = tmp_path / "shard.nc"
-    with pytest.raises(FloatingPointError):
-        simulate_ids(spec, range(4), out, progress=False)
-    assert calls == [0, 1, 2]
-    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(RuntimeError, match="sample 2 failed twice: FloatingPointError"):
+        simulate_shard(spec, range(4), out, progress=False)
+    assert calls == [0, 1, 2, 2]  # retried once, then the job fails naming the sample
+    assert not out.exists()
+    partial = partial_dir_for(out, spec)
+    assert sorted(p.name for p in partial.iterdir()) == ["sample-000000000.npz",
+                                                        "sample-000000001.npz"]
+    # The rerun computes only what is missing and gives the uninterrupted bytes.
+    monkeypatch.setattr(P1Simulator, "simulate", original)
+    counts = simulate_shard(spec, range(4), out, progress=False)
+    assert counts == {"computed": 2, "reused": 2, "ranks": 1}
+    assert raw_bytes(out) == raw_bytes(full_file, ids={0, 1, 2, 3})
+    assert not partial.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["shard.nc"]
+
+
+def test_truncated_partial_sample_is_recomputed(spec, full_file, tmp_path):
+    out = tmp_path / "shard.nc"
+    store = SampleStore(partial_dir_for(out, spec))
+    store.directory.mkdir(parents=True)
+    store.path(1).write_bytes(b"PK\x03\x04 truncated")
+    counts = simulate_shard(spec, [0, 1], out, progress=False)
+    assert counts["computed"] == 2 and counts["reused"] == 0
+    assert raw_bytes(out) == raw_bytes(full_file, ids={0, 1})
 
 
 def test_ids_outside_dataset_are_rejected(spec, tmp_path):
     with pytest.raises(ValueError, match="0…9"):
-        simulate_ids(spec, [3, 10], tmp_path / "x.nc", progress=False)
+        simulate_shard(spec, [3, 10], tmp_path / "x.nc", progress=False)
     with pytest.raises(ValueError, match="duplicate"):
-        simulate_ids(spec, [3, 3], tmp_path / "x.nc", progress=False)
+        simulate_shard(spec, [3, 3], tmp_path / "x.nc", progress=False)
     assert list(tmp_path.iterdir()) == []
 
 

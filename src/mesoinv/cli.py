@@ -15,6 +15,7 @@ import argparse
 import sys
 
 from .config import ConfigError, load_config
+from .datasets.shards import MPIWiringError
 
 __all__ = ["main", "parse_ids"]
 
@@ -45,8 +46,15 @@ def parse_ids(text: str) -> list[int]:
 
 
 def _simulate(args):
-    from .datasets import dataset_spec, simulate_ids
+    import logging
 
+    from .datasets import dataset_spec, mpi_world, simulate_shard
+
+    # Check the MPI wiring first: a mis-wired launch must stop before any rank writes.
+    comm = mpi_world(args.expect_ranks)
+    rank, size = comm.Get_rank(), comm.Get_size()
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format=f"%(asctime)s rank {rank}/{size} %(levelname)s %(message)s")
     if args.dataset_definition:
         if args.config or args.dataset:
             raise SystemExit("mesoinv simulate: --dataset-definition replaces --config/--dataset")
@@ -54,7 +62,8 @@ def _simulate(args):
 
         from .datasets import P1DatasetSpec
 
-        definition = json.loads(open(args.dataset_definition).read())
+        with open(args.dataset_definition) as handle:
+            definition = json.load(handle)
         spec = P1DatasetSpec.from_config(definition["name"], definition)
     else:
         if not (args.config and args.dataset):
@@ -64,8 +73,18 @@ def _simulate(args):
     if (args.ids is None) == (args.shard is None):
         raise SystemExit("mesoinv simulate: give exactly one of --ids or --shard")
     ids = args.ids if args.ids is not None else list(spec.shard_ids(args.shard))
-    path = simulate_ids(spec, ids, args.output, progress=not args.no_progress)
-    print(f"wrote {len(ids)} samples of '{spec.name}' to {path}", file=sys.stderr)
+    try:
+        counts = simulate_shard(spec, ids, args.output, comm=comm,
+                                progress=not args.no_progress)
+    except Exception:
+        if size > 1:  # the other ranks would wait forever in a collective call
+            logging.getLogger("mesoinv").exception("rank %d failed; aborting all ranks", rank)
+            comm.Abort(1)
+        raise
+    if rank == 0:
+        print(f"wrote {len(ids)} samples of '{spec.name}' to {args.output} "
+              f"({counts['computed']} computed on {counts['ranks']} ranks, "
+              f"{counts['reused']} reused from an interrupted run)", file=sys.stderr)
 
 
 def _plot_sample(args):
@@ -98,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--shard", type=int, help="shard number (ids from shard_size)")
     simulate.add_argument("-o", "--output", required=True, help="netCDF file to write")
     simulate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    simulate.add_argument("--expect-ranks", type=int,
+                          help="MPI ranks the job was launched with; stop if the MPI world differs")
     simulate.set_defaults(func=_simulate)
 
     plot = sub.add_parser("plot-sample", help="potential and PLDOS of one sample (PNG)")
@@ -120,6 +141,8 @@ def main(argv=None):
         args.func(args)
     except ConfigError as error:
         parser.exit(2, f"mesoinv: invalid configuration: {error}\n")
+    except MPIWiringError as error:
+        parser.exit(2, f"mesoinv: MPI launch error: {error}\n")
     except ValueError as error:
         parser.exit(2, f"mesoinv: {error}\n")
 

@@ -24,8 +24,9 @@ __all__ = ["ConfigError", "load_config", "validate_config", "load_schema", "samp
 DOPANT_DISTANCE_BOUNDS_NM = (5.0, 500.0)
 DOPANT_DENSITY_BOUNDS_CM2 = (1e9, 1e14)
 
-#: Keys of a dataset entry that do not change any sample's content (excluded from its hash).
-_NON_SAMPLE_KEYS = ("n_samples", "shard_size")
+#: Keys of a dataset entry that do not change any sample's content (excluded from its hash
+#: and from the definition that simulation jobs depend on).
+NON_SAMPLE_KEYS = ("n_samples", "shard_size", "splits")
 
 
 class ConfigError(ValueError):
@@ -140,6 +141,12 @@ def _check_dataset(key, dataset):
                  DOPANT_DISTANCE_BOUNDS_NM, "nm")
     _check_range(f"{key}.disorder.dopant_density_cm2", disorder["dopant_density_cm2"],
                  DOPANT_DENSITY_BOUNDS_CM2, "cm⁻²")
+    splits = dataset["splits"]
+    if abs(sum(splits.values()) - 1) > 1e-9:
+        raise ConfigError(f"{key}.splits", f"fractions {splits} add up to "
+                                           f"{sum(splits.values()):g}, not 1")
+    if splits["train"] == 0:
+        raise ConfigError(f"{key}.splits.train", "the training split cannot be empty")
     geometry = dataset["geometry"]
     a = geometry["lattice_constant_nm"]
     for name in ("length_nm", "width_nm", "qpc_width_nm"):
@@ -187,7 +194,7 @@ def dataset_definition(config: dict, name: str) -> dict:
     except KeyError:
         known = ", ".join(sorted(config["datasets"]))
         raise ConfigError(f"datasets.{name}", f"no such dataset (known: {known})") from None
-    definition = {k: v for k, v in entry.items() if k not in _NON_SAMPLE_KEYS}
+    definition = {k: v for k, v in entry.items() if k not in NON_SAMPLE_KEYS}
     definition["name"] = name
     return definition
 
@@ -198,6 +205,6 @@ def sample_config_hash(dataset: dict) -> str:
     ``n_samples`` and ``shard_size`` are left out: growing a dataset or re-sharding it keeps
     every existing sample, and its shards still share one hash.
     """
-    relevant = {k: v for k, v in dataset.items() if k not in _NON_SAMPLE_KEYS + ("name",)}
+    relevant = {k: v for k, v in dataset.items() if k not in NON_SAMPLE_KEYS + ("name",)}
     text = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()

@@ -55,6 +55,14 @@ def shard_of_sample(wildcards):
     return shard_path(wildcards.dataset, int(wildcards.sample_id) // spec.shard_size)
 
 
+def split_files():
+    return [
+        f"results/datasets/{name}/{name}-{split}.nc"
+        for name in config["datasets"]
+        for split in ("train", "val", "test")
+    ]
+
+
 def figure_files():
     ids = config["figures"]["sample_ids"]
     return [
@@ -65,7 +73,4 @@ def figure_files():
 
 
 def all_targets():
-    targets = []
-    for name in config["datasets"]:
-        targets += shard_files(name)
-    return targets + figure_files()
+    return split_files() + figure_files() + ["results/reports/datasets.html"]

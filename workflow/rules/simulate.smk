@@ -24,6 +24,8 @@ rule simulate_p1_shard:
         definition="results/datasets/{dataset}/definition.json",
     output:
         "results/datasets/{dataset}/shards/{dataset}-{shard}.nc",
+    params:
+        ids=shard_id_range,
     log:
         "logs/simulate/{dataset}/{dataset}-{shard}.log",
     benchmark:
@@ -34,9 +36,16 @@ rule simulate_p1_shard:
     resources:
         mem_mb=1000,
         runtime=60,
-    params:
-        ids=shard_id_range,
+        # MPI launch: `tasks` ranks share the shard (profiles/slurm: srun --mpi=pmi2, tasks > 1).
+        # With tasks = 1 the command runs as a plain process, no MPI launcher.
+        mpi="mpiexec",
+        tasks=1,
     shell:
-        # Sequential MUMPS, one process per core: no hidden BLAS/OpenMP threads.
-        "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 mesoinv simulate --dataset-definition {input.definition}"
-        " --ids {params.ids} --output {output} --no-progress > {log} 2>&1"
+        # Sequential MUMPS, one process per core: no hidden BLAS/OpenMP threads. Finished
+        # samples are kept beside the shard until it is complete (resumable after a kill).
+        "export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1;"
+        " if [ {resources.tasks} -gt 1 ]; then launch='{resources.mpi} -n {resources.tasks}';"
+        " else launch=''; fi;"
+        " $launch mesoinv simulate --dataset-definition {input.definition}"
+        " --ids {params.ids} --expect-ranks {resources.tasks} --output {output} --no-progress"
+        " > {log} 2>&1"

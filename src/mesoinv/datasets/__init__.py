@@ -2,7 +2,9 @@
 
 from .netcdf import FORMAT_VERSION, write_p1_netcdf
 from .p1 import P1DatasetSpec, P1Sample, P1Simulator, draw_disorder, sample_rng
-from .simulate import dataset_spec, simulate_ids
+from .shards import MPIWiringError, SampleStore, mpi_world, partial_dir_for, simulate_shard
+from .simulate import dataset_spec
 
 __all__ = ["FORMAT_VERSION", "write_p1_netcdf", "P1DatasetSpec", "P1Sample", "P1Simulator",
-           "draw_disorder", "sample_rng", "dataset_spec", "simulate_ids"]
+           "draw_disorder", "sample_rng", "dataset_spec", "simulate_shard", "SampleStore",
+           "MPIWiringError", "mpi_world", "partial_dir_for"]

@@ -77,31 +77,32 @@ def _variable(ds, name, dtype, dims, data, *, units, long_name, chunks=None, **a
     var.long_name = long_name
     for key, value in attrs.items():
         setattr(var, key, value)
-    var[...] = data
+    if data is not None:
+        var[...] = data
     return var
 
 
-def write_p1_netcdf(path, spec, samples, *, open_modes):
-    """Write P1 samples to a netCDF-4 file, atomically.
+def write_p1_netcdf(path, spec, samples, *, open_modes, extra_attributes=None):
+    """Write P1 samples to a netCDF-4 file, atomically, one sample at a time.
 
     Parameters
     ----------
     path : path-like
         Destination; it appears only once the file is complete.
     spec : mesoinv.datasets.p1.P1DatasetSpec
-    samples : sequence of mesoinv.datasets.p1.P1Sample
-        Written in the given order (callers sort by id).
+    samples : sized iterable of mesoinv.datasets.p1.P1Sample
+        Written in the given order (callers sort by id); iterated once, so a lazy sequence keeps
+        memory at one sample.
     open_modes : sequence of int
         Open QPC channels at each field.
+    extra_attributes : dict, optional
+        Further global attributes (e.g. the split of a merged file).
     """
     g = spec.geometry
     modes = spec.modes
     store = np.dtype(spec.storage_dtype)
     n = len(samples)
     fields = np.array(spec.magnetic_fields_T, dtype=float)
-
-    def stack(attr, dtype=float):
-        return np.array([getattr(s, attr) for s in samples], dtype=dtype)
 
     with atomic_path(path) as tmp:
         with netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
@@ -111,8 +112,6 @@ def write_p1_netcdf(path, spec, samples, *, open_modes):
             ds.createDimension("y", g.ny)
             ds.createDimension("mode", len(modes))
 
-            _variable(ds, "sample_id", "i8", ("sample",), stack("sample_id", np.int64),
-                      units="1", long_name="sample id within the dataset")
             _variable(ds, "x", "f8", ("x",), g.x_nm, units="nm",
                       long_name="x of the site, along transport from the QPC (x=0) to the drain")
             _variable(ds, "y", "f8", ("y",), g.y_nm, units="nm",
@@ -132,34 +131,50 @@ def write_p1_netcdf(path, spec, samples, *, open_modes):
             _variable(ds, "mode_n", "i4", ("mode",), modes.n.astype(np.int32), units="1",
                       long_name="integer index n of q_y = 2 pi n / W")
 
-            _variable(ds, "dopant_distance", "f8", ("sample",), stack("dopant_distance_nm"),
-                      units="nm", long_name="distance s between dopant plane and 2DEG")
-            _variable(ds, "dopant_density", "f8", ("sample",), stack("dopant_density_cm2"),
-                      units="cm-2", long_name="areal density N_d of ionised dopants")
-            _variable(ds, "rms", "f8", ("sample",), stack("rms_meV"), units="meV",
-                      long_name="root mean square sqrt(C(0)) of the disorder (ensemble, Eq. 4-5)")
-            _variable(ds, "correlation_length", "f8", ("sample",),
-                      stack("correlation_length_nm"), units="nm",
-                      long_name="correlation length xi, C(xi)/C(0) = 1/2 (ensemble, Eq. 4)")
-            coefficients = np.array([s.fourier_coefficients for s in samples]).reshape(n, len(modes))
-            _variable(ds, "fourier_coefficient_real", "f8", ("sample", "mode"),
-                      coefficients.real, units="1",
-                      long_name="real part of the Fourier coefficient C_j (Eq. 1)")
-            _variable(ds, "fourier_coefficient_imag", "f8", ("sample", "mode"),
-                      coefficients.imag, units="1",
-                      long_name="imaginary part of the Fourier coefficient C_j (Eq. 1)")
-            potential = np.array([s.potential_meV for s in samples]).reshape(n, g.nx, g.ny)
-            _variable(ds, "potential", store, ("sample", "x", "y"), potential.astype(store),
-                      units="meV", long_name="disorder potential energy V of an electron",
-                      chunks=(1, g.nx, g.ny))
-            pldos = np.array([s.pldos_per_meV for s in samples]).reshape(n, len(fields), g.nx, g.ny)
-            _variable(ds, "pldos", store, ("sample", "field", "x", "y"), pldos.astype(store),
-                      units="meV-1", chunks=(1, len(fields), g.nx, g.ny),
-                      long_name="partial local density of states from the QPC lead, per site",
-                      normalisation="sum over QPC modes of |psi|^2/(2 pi), Kwant's unit-current "
-                                    "scattering states; divide by a^2 for per nm^2")
+            per_sample = {
+                "sample_id": _variable(ds, "sample_id", "i8", ("sample",), None, units="1",
+                                       long_name="sample id within the dataset"),
+                "dopant_distance_nm": _variable(
+                    ds, "dopant_distance", "f8", ("sample",), None, units="nm",
+                    long_name="distance s between dopant plane and 2DEG"),
+                "dopant_density_cm2": _variable(
+                    ds, "dopant_density", "f8", ("sample",), None, units="cm-2",
+                    long_name="areal density N_d of ionised dopants"),
+                "rms_meV": _variable(
+                    ds, "rms", "f8", ("sample",), None, units="meV",
+                    long_name="root mean square sqrt(C(0)) of the disorder (ensemble, Eq. 4-5)"),
+                "correlation_length_nm": _variable(
+                    ds, "correlation_length", "f8", ("sample",), None, units="nm",
+                    long_name="correlation length xi, C(xi)/C(0) = 1/2 (ensemble, Eq. 4)"),
+            }
+            coefficient_real = _variable(
+                ds, "fourier_coefficient_real", "f8", ("sample", "mode"), None, units="1",
+                long_name="real part of the Fourier coefficient C_j (Eq. 1)")
+            coefficient_imag = _variable(
+                ds, "fourier_coefficient_imag", "f8", ("sample", "mode"), None, units="1",
+                long_name="imaginary part of the Fourier coefficient C_j (Eq. 1)")
+            potential = _variable(
+                ds, "potential", store, ("sample", "x", "y"), None, units="meV",
+                long_name="disorder potential energy V of an electron", chunks=(1, g.nx, g.ny))
+            pldos = _variable(
+                ds, "pldos", store, ("sample", "field", "x", "y"), None, units="meV-1",
+                chunks=(1, len(fields), g.nx, g.ny),
+                long_name="partial local density of states from the QPC lead, per site",
+                normalisation="sum over QPC modes of |psi|^2/(2 pi), Kwant's unit-current "
+                              "scattering states; divide by a^2 for per nm^2")
 
-            ds.setncatts(_global_attributes(spec))
+            written = 0
+            for index, sample in enumerate(samples):
+                for attribute, variable in per_sample.items():
+                    variable[index] = getattr(sample, attribute)
+                coefficient_real[index, :] = np.real(sample.fourier_coefficients)
+                coefficient_imag[index, :] = np.imag(sample.fourier_coefficients)
+                potential[index] = np.asarray(sample.potential_meV).astype(store)
+                pldos[index] = np.asarray(sample.pldos_per_meV).astype(store)
+                written += 1
+            if written != n:
+                raise ValueError(f"expected {n} samples, got {written}")
+            ds.setncatts({**_global_attributes(spec), **(extra_attributes or {})})
     return Path(path)
 
 

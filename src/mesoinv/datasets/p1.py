@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..config import parameter_range, sample_config_hash
+from ..config import NON_SAMPLE_KEYS, parameter_range, sample_config_hash
 from ..physics.disorder import (FourierModes, RemoteDopantDisorder, draw_fourier_coefficients,
                                 fourier_modes)
 from ..physics.materials import Material, flux_per_plaquette, hopping_meV
@@ -71,7 +71,7 @@ class P1DatasetSpec:
         return cls(
             name=name,
             config={k: v for k, v in entry.items()
-                    if k not in ("name", "n_samples", "shard_size")},
+                    if k not in NON_SAMPLE_KEYS + ("name",)},
             seed=int(entry["seed"]),
             n_samples=entry.get("n_samples"),
             shard_size=entry.get("shard_size"),

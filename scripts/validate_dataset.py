@@ -1,0 +1,17 @@
+"""Snakemake adapter: check all shards of a dataset; write validation.json (atomically)."""
+
+import json
+import sys
+
+from mesoinv.datasets import P1DatasetSpec
+from mesoinv.datasets.aggregate import validate_shards
+from mesoinv.datasets.netcdf import atomic_path
+
+sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake is injected)
+spec = P1DatasetSpec.from_config(snakemake.wildcards.dataset, snakemake.params.entry)  # noqa: F821
+shards = list(snakemake.input.shards)  # noqa: F821
+expected = {path: list(spec.shard_ids(k)) for k, path in enumerate(shards)}
+summary = validate_shards(shards, spec, expected)
+print(json.dumps(summary, indent=2), file=sys.stderr)
+with atomic_path(snakemake.output[0]) as tmp:  # noqa: F821
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")

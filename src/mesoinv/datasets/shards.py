@@ -1,0 +1,282 @@
+"""Simulating a shard of sample ids with MPI ranks, resumably.
+
+One shard job = one process group. The ranks share the shard's samples through a shared
+counter (an MPI one-sided fetch-and-add on rank 0), so a rank that gets cheap samples takes
+more of them. Each finished sample is saved at once, atomically, as a small ``.npz`` file in
+the shard's *partial directory*; when all are done rank 0 streams them, sorted by id, into the
+shard's netCDF file (atomically) and removes the partial directory.
+
+A killed job leaves its partial directory behind (it is not a declared Snakemake output, so
+Snakemake does not delete it); the rerun computes only the missing samples. The directory name
+carries the dataset's sample-config hash, so samples of a changed configuration are never
+mixed in. Since a sample is a pure function of (seed, id, config), the shard is byte-identical
+whatever the number of ranks, the order in which samples finished, or interruptions.
+
+Without MPI (a single process) the same code runs with a trivial counter.
+"""
+
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .netcdf import write_p1_netcdf
+from .p1 import P1DatasetSpec, P1Sample, P1Simulator
+
+__all__ = ["simulate_shard", "SampleStore", "MPIWiringError", "mpi_world", "partial_dir_for"]
+
+log = logging.getLogger(__name__)
+
+
+class MPIWiringError(RuntimeError):
+    """The job was launched for several MPI ranks but the ranks are not connected."""
+
+
+def mpi_world(expect_ranks: int | None = None):
+    """The MPI communicator of this process, checked against the launch.
+
+    Parameters
+    ----------
+    expect_ranks : int, optional
+        Ranks the job was launched with (the rule's ``tasks``). If given, the MPI world must have
+        exactly this size. Independently, a process launched by SLURM with ``SLURM_NTASKS`` > 1
+        that sees a world of size 1 was started without a PMI plugin (plain ``srun -n``): every
+        task would compute the whole shard, so this is an error too.
+
+    Raises
+    ------
+    MPIWiringError
+        With the fix in the message.
+    """
+    from mpi4py import MPI
+
+    comm = MPI.COMM_WORLD
+    size = comm.Get_size()
+    slurm_tasks = int(os.environ.get("SLURM_NTASKS", os.environ.get("SLURM_NPROCS", "1")) or 1)
+    launched_by_srun = "SLURM_STEP_ID" in os.environ or "SLURM_STEPID" in os.environ
+    if expect_ranks is not None and size != expect_ranks:
+        raise MPIWiringError(
+            f"launched for {expect_ranks} MPI ranks but this process sees an MPI world of size "
+            f"{size}: the ranks are not wired together and each would compute the whole shard. "
+            "Launch with `mpiexec -n N` or `srun --mpi=pmi2 -n N` (see `srun --mpi=list`).")
+    if size == 1 and slurm_tasks > 1 and launched_by_srun:
+        raise MPIWiringError(
+            f"SLURM started {slurm_tasks} tasks but this one sees an MPI world of size 1 (srun "
+            "without a PMI plugin?). Use `srun --mpi=pmi2` (or pmix) so the tasks form one world.")
+    return comm
+
+
+def partial_dir_for(output, spec: P1DatasetSpec) -> Path:
+    """Where the samples of the shard ``output`` are kept until the shard is complete."""
+    output = Path(output)
+    return output.with_name(f".{output.stem}.partial-{spec.config_hash[:16]}")
+
+
+class SampleStore:
+    """Finished samples of one shard, one atomically written ``.npz`` file each."""
+
+    def __init__(self, directory):
+        self.directory = Path(directory)
+
+    def path(self, sample_id: int) -> Path:
+        return self.directory / f"sample-{sample_id:09d}.npz"
+
+    def save(self, sample: P1Sample) -> None:
+        """Write one sample; it appears under its final name only once complete."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        final = self.path(sample.sample_id)
+        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+        with open(tmp, "wb") as handle:
+            np.savez(handle, sample_id=sample.sample_id,
+                     dopant_distance_nm=sample.dopant_distance_nm,
+                     dopant_density_cm2=sample.dopant_density_cm2,
+                     rms_meV=sample.rms_meV,
+                     correlation_length_nm=sample.correlation_length_nm,
+                     fourier_coefficients=sample.fourier_coefficients,
+                     potential_meV=sample.potential_meV,
+                     pldos_per_meV=sample.pldos_per_meV)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, final)
+
+    def load(self, sample_id: int) -> P1Sample:
+        with np.load(self.path(sample_id)) as data:
+            return P1Sample(
+                sample_id=int(data["sample_id"]),
+                dopant_distance_nm=float(data["dopant_distance_nm"]),
+                dopant_density_cm2=float(data["dopant_density_cm2"]),
+                rms_meV=float(data["rms_meV"]),
+                correlation_length_nm=float(data["correlation_length_nm"]),
+                fourier_coefficients=data["fourier_coefficients"],
+                potential_meV=data["potential_meV"],
+                pldos_per_meV=data["pldos_per_meV"])
+
+    def finished(self, sample_ids, expected_shapes=None) -> set[int]:
+        """Ids whose file exists and reads back whole; unreadable files are removed."""
+        done = set()
+        for sample_id in sample_ids:
+            path = self.path(sample_id)
+            if not path.exists():
+                continue
+            try:
+                sample = self.load(sample_id)
+                if sample.sample_id != sample_id:
+                    raise ValueError("wrong sample id inside")
+                if expected_shapes and sample.pldos_per_meV.shape != expected_shapes:
+                    raise ValueError("wrong shape")
+            except Exception as error:  # a truncated or foreign file: recompute it
+                log.warning("discarding unreadable partial sample %s (%s)", path, error)
+                path.unlink(missing_ok=True)
+                continue
+            done.add(sample_id)
+        return done
+
+    def remove(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class _LazySamples:
+    """Samples read from a store one at a time, in id order (bounded memory when writing)."""
+
+    def __init__(self, store: SampleStore, sample_ids):
+        self.store, self.sample_ids = store, list(sample_ids)
+
+    def __len__(self):
+        return len(self.sample_ids)
+
+    def __iter__(self):
+        for sample_id in self.sample_ids:
+            yield self.store.load(sample_id)
+
+
+class _SharedCounter:
+    """Atomic 'next index' shared by all ranks (MPI fetch-and-add on rank 0's window)."""
+
+    def __init__(self, comm):
+        from mpi4py import MPI
+
+        self._mpi = MPI
+        self.comm = comm
+        self.local = 0
+        if comm.Get_size() > 1:
+            itemsize = MPI.INT64_T.Get_size()
+            self.win = MPI.Win.Allocate(itemsize if comm.Get_rank() == 0 else 0, itemsize,
+                                        comm=comm)
+            if comm.Get_rank() == 0:
+                np.frombuffer(self.win.tomemory(), dtype=np.int64)[:] = 0
+            comm.Barrier()
+
+    def next(self) -> int:
+        if self.comm.Get_size() == 1:
+            self.local += 1
+            return self.local - 1
+        MPI = self._mpi
+        one = np.ones(1, dtype=np.int64)
+        previous = np.zeros(1, dtype=np.int64)
+        self.win.Lock(0, MPI.LOCK_SHARED)
+        self.win.Fetch_and_op([one, MPI.INT64_T], [previous, MPI.INT64_T], 0, 0, MPI.SUM)
+        self.win.Unlock(0)
+        return int(previous[0])
+
+    def free(self):
+        if self.comm.Get_size() > 1:
+            self.win.Free()
+
+
+def _simulate_with_retry(simulator, sample_id):
+    """One retry: a transient failure (e.g. a MUMPS memory error) should not lose a job."""
+    try:
+        return simulator.simulate(sample_id)
+    except Exception as first:
+        log.warning("sample %d failed (%s: %s); retrying once", sample_id,
+                    type(first).__name__, first)
+        try:
+            return simulator.simulate(sample_id)
+        except Exception as second:
+            raise RuntimeError(f"sample {sample_id} failed twice: "
+                               f"{type(second).__name__}: {second}") from second
+
+
+def simulate_shard(spec: P1DatasetSpec, sample_ids, output, *, comm=None, progress=True,
+                   partial_dir=None):
+    """Simulate ``sample_ids`` on all ranks of ``comm`` and write one netCDF file (rank 0).
+
+    Parameters
+    ----------
+    spec : P1DatasetSpec
+    sample_ids : iterable of int
+        Distinct ids; written sorted.
+    output : path-like
+        The shard file; it appears only when complete.
+    comm : mpi4py communicator, optional
+        All ranks must call this function with the same arguments. None: a single process.
+    progress : bool
+        Progress bar on rank 0 (counts that rank's samples when there are several ranks).
+    partial_dir : path-like, optional
+        Directory of finished samples; default :func:`partial_dir_for`.
+
+    Returns
+    -------
+    dict
+        Counts on rank 0: ``{"computed": n, "reused": m, "ranks": size}``.
+    """
+    ids = sorted(int(i) for i in sample_ids)
+    if len(set(ids)) != len(ids):
+        raise ValueError("duplicate sample ids")
+    if ids and ids[0] < 0:
+        raise ValueError(f"sample ids are non-negative, got {ids[0]}")
+    if ids and spec.n_samples is not None and ids[-1] >= spec.n_samples:
+        raise ValueError(f"sample ids must lie in 0…{spec.n_samples - 1} for dataset "
+                         f"'{spec.name}', got {ids[0]}…{ids[-1]}")
+    if comm is None:
+        from mpi4py import MPI
+        comm = MPI.COMM_SELF
+    rank, size = comm.Get_rank(), comm.Get_size()
+    output = Path(output)
+    store = SampleStore(partial_dir if partial_dir is not None else partial_dir_for(output, spec))
+
+    todo = None
+    if rank == 0:
+        fields = len(spec.magnetic_fields_T)
+        done = store.finished(ids, (fields, spec.geometry.nx, spec.geometry.ny))
+        todo = [i for i in ids if i not in done]
+        if done:
+            log.info("resuming: %d of %d samples already done in %s", len(done), len(ids),
+                     store.directory)
+    todo = comm.bcast(todo, root=0)
+    reused = len(ids) - len(todo)
+
+    simulator = P1Simulator(spec)
+    counter = _SharedCounter(comm)
+    computed = 0
+    bar = tqdm(total=len(todo), desc=f"{spec.name} rank {rank}/{size}", unit="sample",
+               disable=not (progress and rank == 0), file=sys.stderr)
+    try:
+        while True:
+            index = counter.next()
+            if index >= len(todo):
+                break
+            sample_id = todo[index]
+            started = time.perf_counter()
+            store.save(_simulate_with_retry(simulator, sample_id))
+            computed += 1
+            bar.update()
+            log.info("rank %d of %d: sample %d in %.3f s", rank, size, sample_id,
+                     time.perf_counter() - started)
+    finally:
+        bar.close()
+    comm.Barrier()
+    counter.free()
+    computed_all = comm.reduce(computed, root=0)
+    if rank == 0:
+        write_p1_netcdf(output, spec, _LazySamples(store, ids), open_modes=simulator.open_modes)
+        store.remove()
+        log.info("wrote %s: %d samples (%d computed by %d ranks, %d reused)", output, len(ids),
+                 computed_all, size, reused)
+    comm.Barrier()
+    return {"computed": computed_all, "reused": reused, "ranks": size} if rank == 0 else None
