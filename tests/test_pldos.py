@@ -129,7 +129,7 @@ def test_qpc_lead_has_three_open_modes(centred):
     assert T_MEV == pytest.approx(24.19, rel=1e-3)
     count, thresholds = _hard_wall_open_modes(geometry.qpc_width, ENERGY_MEV, T_MEV)
     assert count == 3
-    # Not a marginal count: E lies well between the 3rd (4.81 meV) and 4th (8.41 meV) thresholds.
+    # Not a marginal count: E lies well between the 3rd (4.79 meV) and 4th (8.41 meV) thresholds.
     assert thresholds[2] < ENERGY_MEV - 0.5 and thresholds[3] > ENERGY_MEV + 2.5
     # Kwant's own mode solver on the lead.
     propagating, _ = fsyst.leads[QPC_LEAD].modes(

@@ -24,8 +24,6 @@ rule simulate_p1_shard:
         definition="results/datasets/{dataset}/definition.json",
     output:
         "results/datasets/{dataset}/shards/{dataset}-{shard}.nc",
-    params:
-        ids=shard_id_range,
     log:
         "logs/simulate/{dataset}/{dataset}-{shard}.log",
     benchmark:
@@ -40,6 +38,8 @@ rule simulate_p1_shard:
         # With tasks = 1 the command runs as a plain process, no MPI launcher.
         mpi="mpiexec",
         tasks=1,
+    params:
+        ids=shard_id_range,
     shell:
         # Sequential MUMPS, one process per core: no hidden BLAS/OpenMP threads. Finished
         # samples are kept beside the shard until it is complete (resumable after a kill).

@@ -119,7 +119,7 @@ def write_p1_netcdf(path, spec, samples, *, open_modes, extra_attributes=None):
             _variable(ds, "field", "f8", ("field",), fields, units="T",
                       long_name="perpendicular magnetic field B_z")
             _variable(ds, "flux_per_plaquette", "f8", ("field",), spec.fluxes_per_plaquette,
-                      units="h/e", long_name="magnetic flux per lattice plaquette B a^2 e/h")
+                      units="1", long_name="magnetic flux per lattice plaquette B a^2 e/h, in flux quanta h/e")
             _variable(ds, "qpc_open_modes", "i4", ("field",), np.asarray(open_modes, np.int32),
                       units="1", long_name="open channels of the QPC lead at the Fermi energy")
             _variable(ds, "qx", "f8", ("mode",), modes.qx_per_nm, units="nm-1",

@@ -81,8 +81,8 @@ class QPCGeometry:
         qpc_width_nm : float
             QPC width in nm (w a).
         qpc_center_nm : float, optional
-            y of the QPC's centre, in nm from the lower edge's first site row; default:
-            centred, y0 = (ny - w) // 2.
+            y of the QPC's centre, in nm from the lower edge's first site row; default: the
+            region's centre (ny - 1) a / 2. First row y0 = floor(centre/a - (w - 1)/2 + 1/2).
         """
         a = float(lattice_constant_nm)
 
@@ -95,11 +95,13 @@ class QPCGeometry:
 
         nx, ny = sites("length_nm", length_nm), sites("width_nm", width_nm)
         w = sites("qpc_width_nm", qpc_width_nm)
-        if qpc_center_nm is None:
-            y0 = (ny - w) // 2
-        else:
-            # Round half up (not Python's half-to-even), so centres step evenly.
-            y0 = int(np.floor(qpc_center_nm / a - (w - 1) / 2 + 0.5))
+        centred = qpc_center_nm is None
+        if centred:
+            qpc_center_nm = (ny - 1) * a / 2
+        # Round half up (not Python's half-to-even), so centres step evenly; the default centre
+        # goes through the same rule (for odd ny - w it lies between two rows: the upper one).
+        y0 = int(np.floor(qpc_center_nm / a - (w - 1) / 2 + 0.5))
+        if not centred:
             if not 0 <= y0 <= ny - w:
                 raise ValueError(f"qpc_center_nm = {qpc_center_nm} nm puts the QPC (first y site "
                                  f"{y0}, width {w}) outside the region's {ny} sites")

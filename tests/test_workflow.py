@@ -1,0 +1,202 @@
+"""The Snakemake workflow end to end on the local executor, and targeted reruns."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_CONFIG = ROOT / "config" / "test.yaml"
+
+pytestmark = pytest.mark.slow
+
+
+def snakemake(workdir, *args, config=TEST_CONFIG, check=True, timeout=600):
+    """Run the project's Snakefile in ``workdir`` (default profile, local executor)."""
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+               "--directory", str(workdir), "--configfile", str(config), "--cores", "2", *args]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed ({result.returncode}):\n{result.stdout[-4000:]}\n"
+                             f"{result.stderr[-6000:]}")
+    return result
+
+
+def planned_jobs(workdir, *args, config=TEST_CONFIG):
+    """{rule: count} of the jobs a dry run would execute."""
+    result = snakemake(workdir, "--dry-run", *args, config=config)
+    text = result.stdout + result.stderr
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:")[1].split("\n\n")[0]
+    counts = {}
+    for line in table.splitlines()[3:]:
+        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
+        if match and match.group(1) != "total":
+            counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+def dataset_bytes(workdir):
+    """Every variable of every dataset file under results/datasets, as raw bytes."""
+    out = {}
+    for path in sorted((Path(workdir) / "results" / "datasets").rglob("*.nc")):
+        with netCDF4.Dataset(path) as ds:
+            for name in ds.variables:
+                out[(str(path.relative_to(workdir)), name)] = np.asarray(ds[name][:]).tobytes()
+    return out
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """The test config run once, end to end, with the default profile (local executor)."""
+    workdir = tmp_path_factory.mktemp("workflow")
+    snakemake(workdir)
+    return workdir
+
+
+def test_end_to_end_outputs(finished_run):
+    results = finished_run / "results"
+    for name, shards in (("p1_varying", 3), ("p1_fixed", 2)):
+        assert len(list((results / "datasets" / name / "shards").glob("*.nc"))) == shards
+        for split in ("train", "val", "test"):
+            assert (results / "datasets" / name / f"{name}-{split}.nc").exists()
+        manifest = json.loads((results / "datasets" / name / "manifest.json").read_text())
+        total = sum(s["samples"] for s in manifest["splits"].values())
+        assert total == {"p1_varying": 10, "p1_fixed": 6}[name]
+        validation = json.loads((results / "datasets" / name / "validation.json").read_text())
+        assert validation["samples"] == total
+        assert (results / "figures" / name / "sample-0.png").read_bytes()[:4] == b"\x89PNG"
+    table = (results / "reports" / "datasets.csv").read_text()
+    assert "p1_varying,train" in table and "p1_fixed,test" in table
+    # logs and benchmarks for every job
+    assert len(list((finished_run / "logs" / "simulate").rglob("*.log"))) == 5
+    assert len(list((finished_run / "logs" / "benchmarks").rglob("*.tsv"))) >= 14
+    # nothing partial left behind
+    assert not list(results.rglob(".*partial*")) and not list(results.rglob("*.tmp-*"))
+    assert planned_jobs(finished_run) == {}
+
+
+def test_report_collects_figures_and_table(finished_run, tmp_path):
+    report = tmp_path / "report.html"
+    snakemake(finished_run, "--report", str(report))
+    html = report.read_text(errors="replace")
+    assert report.stat().st_size > 10_000
+    assert "sample-0.png" in html and "datasets.html" in html
+
+
+def test_lint_and_format():
+    result = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--configfile",
+                             str(TEST_CONFIG)], capture_output=True, text=True, cwd=ROOT)
+    assert result.returncode == 0
+    assert "Congratulations, your workflow is in a good condition" in result.stdout + result.stderr
+    files = [str(ROOT / "Snakefile"), *map(str, (ROOT / "workflow" / "rules").glob("*.smk"))]
+    snakefmt = Path(sys.executable).with_name("snakefmt")
+    result = subprocess.run([str(snakefmt), "--check", *files], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_rerun_single_targets(finished_run):
+    shard = finished_run / "results/datasets/p1_varying/shards/p1_varying-00001.nc"
+    before = {p: p.stat().st_mtime_ns for p in (finished_run / "results/datasets").rglob("*.nc")}
+    # `snakemake <one shard file>` with --forcerun rebuilds that shard alone
+    assert planned_jobs(finished_run, str(shard.relative_to(finished_run)), "--forcerun",
+                        "simulate_p1_shard") == {"simulate_p1_shard": 1}
+    snakemake(finished_run, str(shard.relative_to(finished_run)), "--forcerun", "simulate_p1_shard")
+    changed = [p for p, t in before.items() if p.stat().st_mtime_ns != t]
+    assert changed == [shard]
+    # downstream of it, the splits and the table are now outdated, nothing else
+    assert planned_jobs(finished_run) == {"validate_dataset": 1, "split_dataset": 1,
+                                          "dataset_summary": 1, "plot_p1_sample": 1, "all": 1}
+    # `snakemake <one split file>` brings just that dataset's split files up to date
+    split = "results/datasets/p1_varying/p1_varying-test.nc"
+    assert planned_jobs(finished_run, split) == {"validate_dataset": 1, "split_dataset": 1}
+    snakemake(finished_run)
+    # --forcerun <rule> reruns that rule and what depends on it, no simulation
+    assert planned_jobs(finished_run, "--forcerun", "split_dataset") == {
+        "split_dataset": 2, "dataset_summary": 1, "all": 1}
+
+
+def test_config_changes_rerun_only_what_they_affect(finished_run, tmp_path):
+    config = yaml.safe_load(TEST_CONFIG.read_text())
+    config = json.loads(json.dumps(config))  # unshare YAML anchors
+    # New split fractions: re-merge, no simulation.
+    changed = json.loads(json.dumps(config))
+    changed["datasets"]["p1_varying"]["splits"] = {"train": 0.5, "val": 0.25, "test": 0.25}
+    path = tmp_path / "splits.yaml"
+    path.write_text(yaml.safe_dump(changed))
+    assert planned_jobs(finished_run, config=path) == {
+        "validate_dataset": 1, "split_dataset": 1, "dataset_summary": 1, "all": 1}
+    # Growing the dataset from 10 to 12 samples: only the last, partial shard (ids 8…) reruns.
+    grown = json.loads(json.dumps(config))
+    grown["datasets"]["p1_varying"]["n_samples"] = 12
+    path = tmp_path / "grown.yaml"
+    path.write_text(yaml.safe_dump(grown))
+    jobs = planned_jobs(finished_run, config=path)
+    assert jobs["simulate_p1_shard"] == 1 and "dataset_definition" not in jobs
+    # Changing the physics (the seed) reruns the definition and every shard of that dataset.
+    reseeded = json.loads(json.dumps(config))
+    reseeded["datasets"]["p1_fixed"]["seed"] = 9
+    path = tmp_path / "seed.yaml"
+    path.write_text(yaml.safe_dump(reseeded))
+    jobs = planned_jobs(finished_run, config=path)
+    assert jobs["dataset_definition"] == 1 and jobs["simulate_p1_shard"] == 2
+
+
+def test_paper_config_dry_run_has_one_job_per_shard(tmp_path):
+    jobs = planned_jobs(tmp_path, config=ROOT / "config" / "paper.yaml")
+    assert jobs["simulate_p1_shard"] == 72000 // 500 + 88000 // 500 == 320
+    assert jobs["validate_dataset"] == jobs["split_dataset"] == jobs["dataset_definition"] == 2
+
+
+def test_killed_shard_job_resumes_and_equals_uninterrupted_run(finished_run, tmp_path):
+    # A shard of 40 samples, killed (SIGKILL to the whole process group) after a few samples
+    # are saved; the rerun with --rerun-incomplete computes only the missing samples.
+    config = json.loads(json.dumps(yaml.safe_load(TEST_CONFIG.read_text())))
+    config["datasets"] = {"p1_fixed": dict(config["datasets"]["p1_fixed"], n_samples=40,
+                                           shard_size=40)}
+    path = tmp_path / "kill.yaml"
+    path.write_text(yaml.safe_dump(config))
+    workdir = tmp_path / "killed"
+    target = "results/datasets/p1_fixed/shards/p1_fixed-00000.nc"
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+               "--directory", str(workdir), "--configfile", str(path), "--cores", "1", target]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    shard_dir = workdir / "results/datasets/p1_fixed/shards"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        partial = list(shard_dir.glob(".*partial*/sample-*.npz")) if shard_dir.exists() else []
+        if len(partial) >= 5:
+            break
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    saved = len(list(shard_dir.glob(".*partial*/sample-*.npz")))
+    assert 5 <= saved < 40, "the job should have been killed mid-shard"
+    assert not (workdir / target).exists()
+    result = subprocess.run(command + ["--rerun-incomplete"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (workdir / "logs/simulate/p1_fixed/p1_fixed-00000.log").read_text()
+    match = re.search(r"\((\d+) computed on 1 ranks, (\d+) reused", log)
+    assert match, log[-2000:]
+    computed, reused = int(match.group(1)), int(match.group(2))
+    assert reused >= saved and computed + reused == 40  # only missing samples recomputed
+    # Same bytes as an uninterrupted run of the same 40 samples.
+    reference = tmp_path / "reference"
+    subprocess.run(command[:6] + [str(reference)] + command[7:], cwd=ROOT, check=True,
+                   capture_output=True)
+    with netCDF4.Dataset(workdir / target) as a, netCDF4.Dataset(reference / target) as b:
+        for name in b.variables:
+            assert np.asarray(a[name][:]).tobytes() == np.asarray(b[name][:]).tobytes(), name
+    assert not list(shard_dir.glob(".*partial*"))
