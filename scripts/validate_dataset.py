@@ -8,7 +8,8 @@ from mesoinv.datasets.aggregate import validate_shards
 from mesoinv.datasets.netcdf import atomic_path
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake is injected)
-spec = P1DatasetSpec.from_config(snakemake.wildcards.dataset, snakemake.params.entry)  # noqa: F821
+spec_entry = json.loads(snakemake.params.entry)  # noqa: F821
+spec = P1DatasetSpec.from_config(snakemake.wildcards.dataset, spec_entry)  # noqa: F821
 shards = list(snakemake.input.shards)  # noqa: F821
 expected = {path: list(spec.shard_ids(k)) for k, path in enumerate(shards)}
 summary = validate_shards(shards, spec, expected)

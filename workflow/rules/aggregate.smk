@@ -15,7 +15,7 @@ rule validate_dataset:
     conda:
         "../../envs/mesoinv.yaml"
     params:
-        entry=lambda wildcards: config["datasets"][wildcards.dataset],
+        entry=entry_param,
     script:
         "../../scripts/validate_dataset.py"
 
@@ -37,7 +37,7 @@ rule split_dataset:
     conda:
         "../../envs/mesoinv.yaml"
     params:
-        entry=lambda wildcards: config["datasets"][wildcards.dataset],
+        entry=entry_param,
     script:
         "../../scripts/split_dataset.py"
 

@@ -1,4 +1,5 @@
 # Configuration checks and input functions shared by all rules.
+import json
 import os
 import sys
 from pathlib import Path
@@ -26,6 +27,20 @@ wildcard_constraints:
     dataset="[A-Za-z][A-Za-z0-9_]*",
     shard=r"\d{5}",
     sample_id=r"\d+",
+
+
+def canonical_json(value):
+    """Params as sorted-key JSON: Snakemake compares params textually for rerun decisions, and
+    the key order of a YAML file must not count as a change."""
+    return json.dumps(value, sort_keys=True)
+
+
+def definition_param(wildcards):
+    return canonical_json(dataset_definition(config, wildcards.dataset))
+
+
+def entry_param(wildcards):
+    return canonical_json(config["datasets"][wildcards.dataset])
 
 
 def dataset_spec(name):

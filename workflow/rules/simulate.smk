@@ -14,7 +14,7 @@ rule dataset_definition:
     conda:
         "../../envs/mesoinv.yaml"
     params:
-        definition=lambda wildcards: dataset_definition(config, wildcards.dataset),
+        definition=definition_param,
     script:
         "../../scripts/write_dataset_definition.py"
 
