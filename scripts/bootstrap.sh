@@ -223,7 +223,8 @@ if ! "$PY" -c 'import kwant.linalg.mumps' >/dev/null 2>&1; then
     SuperLU and be very slow. Fix:
         apt-get install -y libmumps-seq-dev
         rm -f '$KWANT_WHEEL'      # or: $0 --rebuild-kwant
-        $0"
+        $0
+    (If the cached wheel itself is sound, rm '$STAMP' and rerun: that reinstalls it.)"
 fi
 versions="$("$PY" -W ignore - <<'EOF'
 import kwant, kwant.linalg.mumps, numpy, torch, netCDF4, snakemake
