@@ -1,0 +1,134 @@
+"""The benchmark harness runs end to end (--quick) and writes a complete, well-formed table.
+
+No timing assertions: only that every expected row is there with a positive finite number.
+"""
+
+import math
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+RUN = REPO_ROOT / "benchmarks" / "run.py"
+
+P1_TIMINGS = ["p1.a.fast", "p1.b.kwant", "p1.c.rebuild", "p1.d.factor", "p1.d.factor_call",
+              "p1.d.factor_solve"]
+P1_VALUES = ["p1.config.sites", "p1.config.modes", "p1.config.rms", "p1.setup.build",
+             "p1.setup.solver", "p1.ratio.b_over_a", "p1.ratio.c_over_a", "p1.ratio.a_over_d",
+             "p1.ratio.a_over_d_solve", "p1.check.max_rel_diff", "p1.f.baseline_rss",
+             "p1.f.solver_peak_rss", "p1.f.kwant_peak_rss"]
+P1_ORDERINGS = ["amd", "amf", "pord", "metis", "scotch", "qamd"]
+TARGETED = ["p1.ratio.b_over_a", "p1.ratio.a_over_d", "p1.f.solver_peak_rss",
+            "p1.check.max_rel_diff"]
+
+
+def parse_table(markdown: str) -> dict[str, dict[str, str]]:
+    """Rows of the results tables keyed by their `key` cell."""
+    rows = {}
+    header = None
+    for line in markdown.splitlines():
+        if not line.startswith("| "):
+            continue
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+        if cells[0] == "key":
+            header = cells
+            continue
+        if header is None or set(cells[0]) <= {"-", ":"}:
+            continue
+        rows[cells[0].strip("`")] = dict(zip(header, cells))
+    return rows
+
+
+def number(cell: str) -> float:
+    return float(cell.replace(",", ""))
+
+
+@pytest.fixture(scope="module")
+def quick_report(tmp_path_factory):
+    output = tmp_path_factory.mktemp("bench") / "quick.md"
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    result = subprocess.run([sys.executable, str(RUN), "--quick", "--output", str(output)],
+                            capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return output.read_text(), result.stdout
+
+
+def test_report_is_written_and_printed(quick_report):
+    text, stdout = quick_report
+    assert text.startswith("# mesoinv benchmark results")
+    assert "## p1_pldos" in text
+    assert text.strip() in stdout
+
+
+def test_machine_description(quick_report):
+    text, _ = quick_report
+    for name in ("date", "host CPU", "cores", "RAM", "Python", "numpy", "scipy", "kwant",
+                 "thread env", "MUMPS orderings available",
+                 "BLAS used by MUMPS (system libblas.so.3)", "BLAS/LAPACK libraries loaded"):
+        assert f"- **{name}**:" in text, name
+    assert "OMP_NUM_THREADS=1" in text
+
+
+def test_p1_rows_positive_and_finite(quick_report):
+    rows = parse_table(quick_report[0])
+    for key in P1_TIMINGS:
+        row = rows[key]
+        assert row["unit"] == "s"
+        median, minimum = number(row["median / value"]), number(row["min"])
+        assert math.isfinite(median) and median > 0, key
+        assert 0 < minimum <= median, key
+        cpu = number(row["CPU median"])
+        assert math.isfinite(cpu) and cpu > 0, key
+        assert int(row["n"]) >= 1, key
+    for key in P1_VALUES:
+        value = number(rows[key]["median / value"])
+        assert math.isfinite(value) and value > 0, key
+    assert number(rows["p1.config.modes"]["median / value"]) == 3
+    # The overhead is a difference of timings: finite, any sign.
+    assert math.isfinite(number(rows["p1.a.overhead"]["median / value"]))
+
+
+def test_p1_orderings(quick_report):
+    from kwant.linalg import mumps
+
+    rows = parse_table(quick_report[0])
+    available = mumps.possible_orderings()
+    for name in P1_ORDERINGS:
+        row = rows[f"p1.e.{name}"]
+        if name in available:
+            value = number(row["median / value"])
+            assert math.isfinite(value) and value > 0, name
+        else:
+            assert row["status"] == "n/a", name
+
+
+def test_targets_are_judged(quick_report):
+    rows = parse_table(quick_report[0])
+    for key in TARGETED:
+        assert rows[key]["target"], key
+        assert rows[key]["status"] in ("PASS", "MISS"), key
+    # The fast path must equal Kwant's PLDOS whatever the timings.
+    assert rows["p1.check.max_rel_diff"]["status"] == "PASS"
+
+
+def test_only_rejects_unknown_group():
+    result = subprocess.run([sys.executable, str(RUN), "--only", "nope"], capture_output=True,
+                            text=True, cwd=REPO_ROOT, timeout=60)
+    assert result.returncode != 0
+    assert "p1_pldos" in result.stderr
+
+
+def test_table_formatting_round_trips():
+    sys.path.insert(0, str(REPO_ROOT))
+    from benchmarks.common import Row, table_markdown
+
+    rows = [Row("x.a", "a | b", 1.5, "s", minimum=1.0, n=3, target="≤ 2", passed=True),
+            Row("x.b", "missing", math.nan, "s")]
+    parsed = parse_table(table_markdown(rows))
+    assert parsed["x.a"]["status"] == "PASS"
+    assert parsed["x.a"]["measurement"] == "a \\| b"
+    assert parsed["x.b"]["status"] == "n/a"
