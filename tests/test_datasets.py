@@ -185,7 +185,7 @@ def test_failed_sample_fails_the_shard_and_a_rerun_resumes(spec, full_file, tmp_
     # The rerun computes only what is missing and gives the uninterrupted bytes.
     monkeypatch.setattr(P1Simulator, "simulate", original)
     counts = simulate_shard(spec, range(4), out, progress=False)
-    assert counts == {"computed": 2, "reused": 2, "ranks": 1}
+    assert counts == {"computed": 2, "reused": 2, "ranks": 1, "failed": {}}
     assert raw_bytes(out) == raw_bytes(full_file, ids={0, 1, 2, 3})
     assert not partial.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["shard.nc"]

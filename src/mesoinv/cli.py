@@ -75,16 +75,18 @@ def _simulate(args):
     ids = args.ids if args.ids is not None else list(spec.shard_ids(args.shard))
     try:
         counts = simulate_shard(spec, ids, args.output, comm=comm,
-                                progress=not args.no_progress)
+                                progress=not args.no_progress, on_failure=args.on_sample_failure)
     except Exception:
         if size > 1:  # the other ranks would wait forever in a collective call
             logging.getLogger("mesoinv").exception("rank %d failed; aborting all ranks", rank)
             comm.Abort(1)
         raise
     if rank == 0:
-        print(f"wrote {len(ids)} samples of '{spec.name}' to {args.output} "
+        print(f"wrote {len(ids) - len(counts['failed'])} samples of '{spec.name}' to {args.output} "
               f"({counts['computed']} computed on {counts['ranks']} ranks, "
               f"{counts['reused']} reused from an interrupted run)", file=sys.stderr)
+        for sample_id, reason in counts["failed"].items():
+            print(f"WARNING: sample {sample_id} failed and is left out: {reason}", file=sys.stderr)
 
 
 def _plot_sample(args):
@@ -117,6 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--shard", type=int, help="shard number (ids from shard_size)")
     simulate.add_argument("-o", "--output", required=True, help="netCDF file to write")
     simulate.add_argument("--no-progress", action="store_true", help="no progress bar")
+    simulate.add_argument("--on-sample-failure", choices=("fail", "skip"), default="fail",
+                          help="after one retry, fail the job (default) or leave the sample out")
     simulate.add_argument("--expect-ranks", type=int,
                           help="MPI ranks the job was launched with; stop if the MPI world differs")
     simulate.set_defaults(func=_simulate)
@@ -143,6 +147,8 @@ def main(argv=None):
         parser.exit(2, f"mesoinv: invalid configuration: {error}\n")
     except MPIWiringError as error:
         parser.exit(2, f"mesoinv: MPI launch error: {error}\n")
+    except RuntimeError as error:  # e.g. a sample that failed twice, named in the message
+        parser.exit(1, f"mesoinv: {error}\n")
     except ValueError as error:
         parser.exit(2, f"mesoinv: {error}\n")
 

@@ -26,7 +26,7 @@ DOPANT_DENSITY_BOUNDS_CM2 = (1e9, 1e14)
 
 #: Keys of a dataset entry that do not change any sample's content (excluded from its hash
 #: and from the definition that simulation jobs depend on).
-NON_SAMPLE_KEYS = ("n_samples", "shard_size", "splits")
+NON_SAMPLE_KEYS = ("n_samples", "shard_size", "splits", "on_sample_failure")
 
 
 class ConfigError(ValueError):

@@ -40,6 +40,9 @@ rule simulate_p1_shard:
         tasks=1,
     params:
         ids=shard_id_range,
+        on_failure=lambda wildcards: config["datasets"][wildcards.dataset][
+            "on_sample_failure"
+        ],
     shell:
         # Sequential MUMPS, one process per core: no hidden BLAS/OpenMP threads. Finished
         # samples are kept beside the shard until it is complete (resumable after a kill).
@@ -47,5 +50,6 @@ rule simulate_p1_shard:
         " if [ {resources.tasks} -gt 1 ]; then launch='{resources.mpi} -n {resources.tasks}';"
         " else launch=''; fi;"
         " $launch mesoinv simulate --dataset-definition {input.definition}"
-        " --ids {params.ids} --expect-ranks {resources.tasks} --output {output} --no-progress"
+        " --ids {params.ids} --on-sample-failure {params.on_failure}"
+        " --expect-ranks {resources.tasks} --output {output} --no-progress"
         " > {log} 2>&1"

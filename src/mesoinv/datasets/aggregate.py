@@ -97,6 +97,7 @@ def validate_shards(shards, spec: P1DatasetSpec, expected_ids: dict) -> dict:
     shards = [Path(shard) for shard in shards]
     reference = None
     seen = {}
+    failures = []
     geometry = spec.geometry
     for shard in shards:
         shard = Path(shard)
@@ -139,6 +140,15 @@ def validate_shards(shards, spec: P1DatasetSpec, expected_ids: dict) -> dict:
             ids = np.asarray(ds["sample_id"][:]).tolist()
             want = list(expected_ids[str(shard)] if str(shard) in expected_ids
                         else expected_ids[shard])
+            if "failed_samples" not in ds.ncattrs():
+                raise ShardValidationError(shard, "lacks the failed_samples attribute")
+            failed = json.loads(ds.getncattr("failed_samples"))
+            failed_ids = [entry["sample_id"] for entry in failed]
+            if not set(failed_ids) <= set(want):
+                raise ShardValidationError(shard, f"records failures of foreign ids {failed_ids}")
+            for entry in failed:
+                failures.append({"shard": shard.name, **entry})
+            want = [i for i in want if i not in set(failed_ids)]
             if len(set(ids)) != len(ids):
                 duplicates = sorted({i for i in ids if ids.count(i) > 1})
                 raise ShardValidationError(shard, f"duplicate sample ids {duplicates[:10]}")
@@ -170,6 +180,7 @@ def validate_shards(shards, spec: P1DatasetSpec, expected_ids: dict) -> dict:
         "dataset": spec.name,
         "shards": len(shards),
         "samples": len(seen),
+        "failed_samples": failures,
         "sample_config_sha256": spec.config_hash,
         "attributes": {k: (v.tolist() if hasattr(v, "tolist") else v)
                        for k, v in (reference[1] if reference else {}).items()},
@@ -220,10 +231,12 @@ def write_splits(shards, spec: P1DatasetSpec, fractions: dict, outputs: dict) ->
     """
     locations = {name: [] for name in SPLITS}
     open_modes = None
+    failed = []
     for shard in shards:
         with netCDF4.Dataset(shard) as ds:
             ids = np.asarray(ds["sample_id"][:]).tolist()
             open_modes = np.asarray(ds["qpc_open_modes"][:]).tolist()
+            failed += json.loads(ds.getncattr("failed_samples"))
         for index, sample_id in enumerate(ids):
             locations[split_of(spec.seed, sample_id, fractions)].append((sample_id, str(shard), index))
     for name in SPLITS:
@@ -231,6 +244,10 @@ def write_splits(shards, spec: P1DatasetSpec, fractions: dict, outputs: dict) ->
         write_p1_netcdf(outputs[name], spec, _ShardSamples(locations[name]),
                         open_modes=open_modes,
                         extra_attributes={"split": name,
+                                          "failed_samples": json.dumps(
+                                              [f for f in failed
+                                               if split_of(spec.seed, f["sample_id"], fractions)
+                                               == name]),
                                           "split_fractions": json.dumps(fractions, sort_keys=True),
                                           "split_rule": "blake2b('mesoinv-split:<seed>:<id>') "
                                                         "/ 2^64 against cumulative fractions"})

@@ -15,6 +15,7 @@ whatever the number of ranks, the order in which samples finished, or interrupti
 Without MPI (a single process) the same code runs with a trivial counter.
 """
 
+import json
 import logging
 import os
 import shutil
@@ -136,6 +137,26 @@ class SampleStore:
             done.add(sample_id)
         return done
 
+    def failure_path(self, sample_id: int) -> Path:
+        return self.directory / f"failed-{sample_id:09d}.json"
+
+    def save_failure(self, sample_id: int, reason: str) -> None:
+        """Record a sample that failed twice (``on_failure="skip"``), atomically."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        final = self.failure_path(sample_id)
+        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+        tmp.write_text(json.dumps({"sample_id": int(sample_id), "reason": reason}))
+        os.replace(tmp, final)
+
+    def failures(self, sample_ids) -> dict[int, str]:
+        """{id: reason} of the recorded failures among ``sample_ids``."""
+        out = {}
+        for sample_id in sample_ids:
+            path = self.failure_path(sample_id)
+            if path.exists():
+                out[sample_id] = json.loads(path.read_text())["reason"]
+        return out
+
     def remove(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
 
@@ -203,7 +224,7 @@ def _simulate_with_retry(simulator, sample_id):
 
 
 def simulate_shard(spec: P1DatasetSpec, sample_ids, output, *, comm=None, progress=True,
-                   partial_dir=None):
+                   partial_dir=None, on_failure="fail"):
     """Simulate ``sample_ids`` on all ranks of ``comm`` and write one netCDF file (rank 0).
 
     Parameters
@@ -219,12 +240,18 @@ def simulate_shard(spec: P1DatasetSpec, sample_ids, output, *, comm=None, progre
         Progress bar on rank 0 (counts that rank's samples when there are several ranks).
     partial_dir : path-like, optional
         Directory of finished samples; default :func:`partial_dir_for`.
+    on_failure : {"fail", "skip"}
+        A sample that fails twice (solver error, non-finite result) either fails the job with its
+        id and the reason ("fail"), or is recorded and left out of the shard ("skip"); the shard's
+        ``failed_samples`` attribute lists it, and the validation and the report show it.
 
     Returns
     -------
     dict
-        Counts on rank 0: ``{"computed": n, "reused": m, "ranks": size}``.
+        On rank 0: ``{"computed": n, "reused": m, "ranks": size, "failed": {id: reason}}``.
     """
+    if on_failure not in ("fail", "skip"):
+        raise ValueError(f"on_failure must be 'fail' or 'skip', not {on_failure!r}")
     ids = sorted(int(i) for i in sample_ids)
     if len(set(ids)) != len(ids):
         raise ValueError("duplicate sample ids")
@@ -244,6 +271,7 @@ def simulate_shard(spec: P1DatasetSpec, sample_ids, output, *, comm=None, progre
     if rank == 0:
         fields = len(spec.magnetic_fields_T)
         done = store.finished(ids, (fields, spec.geometry.nx, spec.geometry.ny))
+        done |= set(store.failures(ids)) if on_failure == "skip" else set()
         todo = [i for i in ids if i not in done]
         if done:
             log.info("resuming: %d of %d samples already done in %s", len(done), len(ids),
@@ -263,7 +291,14 @@ def simulate_shard(spec: P1DatasetSpec, sample_ids, output, *, comm=None, progre
                 break
             sample_id = todo[index]
             started = time.perf_counter()
-            store.save(_simulate_with_retry(simulator, sample_id))
+            try:
+                store.save(_simulate_with_retry(simulator, sample_id))
+            except RuntimeError as error:
+                if on_failure == "fail":
+                    raise
+                log.warning("sample %d left out of the shard (on_failure=skip): %s",
+                            sample_id, error)
+                store.save_failure(sample_id, str(error))
             computed += 1
             bar.update()
             log.info("rank %d of %d: sample %d in %.3f s", rank, size, sample_id,
@@ -273,10 +308,16 @@ def simulate_shard(spec: P1DatasetSpec, sample_ids, output, *, comm=None, progre
     comm.Barrier()
     counter.free()
     computed_all = comm.reduce(computed, root=0)
+    result = None
     if rank == 0:
-        write_p1_netcdf(output, spec, _LazySamples(store, ids), open_modes=simulator.open_modes)
+        failed = store.failures(ids)
+        kept = [i for i in ids if i not in failed]
+        failed_json = json.dumps([{"sample_id": i, "reason": failed[i]} for i in sorted(failed)])
+        write_p1_netcdf(output, spec, _LazySamples(store, kept), open_modes=simulator.open_modes,
+                        extra_attributes={"failed_samples": failed_json})
         store.remove()
-        log.info("wrote %s: %d samples (%d computed by %d ranks, %d reused)", output, len(ids),
-                 computed_all, size, reused)
+        log.info("wrote %s: %d samples (%d computed by %d ranks, %d reused, %d failed and left "
+                 "out)", output, len(kept), computed_all, size, reused, len(failed))
+        result = {"computed": computed_all, "reused": reused, "ranks": size, "failed": failed}
     comm.Barrier()
-    return {"computed": computed_all, "reused": reused, "ranks": size} if rank == 0 else None
+    return result

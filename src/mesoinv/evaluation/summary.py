@@ -1,5 +1,6 @@
 """Dataset summary table (pandas) for the report."""
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -46,8 +47,11 @@ def dataset_summary(files) -> pd.DataFrame:
                 "rms (meV)": mean_std("rms"),
                 "ξ (nm)": mean_std("correlation_length"),
                 "Fourier modes": ds.sizes["mode"],
+                "failed, left out": len(json.loads(ds.attrs.get("failed_samples", "[]"))),
                 "size (MB)": round(path.stat().st_size / 1e6, 2),
                 "config sha256": ds.attrs["sample_config_sha256"][:12],
                 "code version": ds.attrs["code_version"],
+                "packages": ", ".join(f"{k} {v}" for k, v in
+                                      json.loads(ds.attrs["package_versions"]).items()),
             })
     return pd.DataFrame(rows)
