@@ -58,7 +58,9 @@ fi
 # ---------------------------------------------------------------------------------------------
 # (a) Debian packages
 # ---------------------------------------------------------------------------------------------
-pkgs=(build-essential gfortran pkg-config libmumps-seq-dev)
+# libopenblas0-serial: MUMPS links the system libblas.so.3; the reference BLAS there makes the
+# factorisation 2× slower (docs/benchmarks.md). Its higher alternatives priority selects it.
+pkgs=(build-essential gfortran pkg-config libmumps-seq-dev libopenblas0-serial)
 if [ "$WITH_SLURM" = 1 ]; then
     pkgs+=(slurmctld slurmd slurm-client munge)
 fi

@@ -34,7 +34,7 @@ def test_defaults_are_filled(config):
     assert fixed["shard_size"] == 4
     assert fixed["transport"]["magnetic_fields_T"] == [0.0]
     assert fixed["disorder"]["cutoff_factor"] == 3.5
-    assert fixed["solver"]["ordering"] == "amd"
+    assert fixed["solver"]["ordering"] == "pord"
     # validation does not modify its argument
     assert "storage_dtype" not in config["datasets"]["p1_fixed"]
 

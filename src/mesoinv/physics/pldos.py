@@ -88,9 +88,10 @@ class _FieldSystem:
         self.diagonal_positions = diagonal[order]
         if not np.array_equal(self.row[self.diagonal_positions], np.arange(n_sites)):
             raise AssertionError("a scattering-region diagonal entry is missing from the matrix")
-        rhs = linsys.rhs[0]
-        self.rhs = np.asfortranarray(rhs.toarray() if sp.issparse(rhs) else np.asarray(rhs),
-                                     dtype=complex)
+        # Only the QPC interface rows are non-zero: a sparse right-hand side lets MUMPS prune
+        # the forward substitution (half the solve time). Kwant's MUMPSContext keeps its
+        # sparse-rhs flag between calls, so this context only ever gets sparse right-hand sides.
+        self.rhs = sp.csc_matrix(linsys.rhs[0], dtype=complex)
         self.n_modes = int(lead_info[QPC_LEAD].velocities.size // 2)
         self.n_sites = n_sites
         self.ordering = ordering
@@ -124,8 +125,8 @@ class PLDOSSolver:
     fluxes_per_plaquette : sequence of float
         φ = B a² e/h for each field channel (default: B = 0 only).
     ordering : str
-        MUMPS fill-reducing ordering ('amd', 'amf', 'pord', 'metis', …). 'amd' was fastest
-        at paper scale here (benchmarks/).
+        MUMPS fill-reducing ordering ('pord', 'amd', 'amf', 'scotch', …; 'metis' only if this
+        MUMPS build has it). 'pord' was fastest at paper scale here (docs/benchmarks.md).
 
     Notes
     -----
@@ -134,7 +135,7 @@ class PLDOSSolver:
     """
 
     def __init__(self, fsyst, shape, *, energy_meV, hopping_meV, fluxes_per_plaquette=(0.0,),
-                 ordering="amd"):
+                 ordering="pord"):
         self.shape = tuple(shape)
         self.site_i, self.site_k = site_indices(fsyst)
         n_sites = len(self.site_i)
