@@ -98,6 +98,20 @@ BAD_CONFIGS = [
     ("figures.sample_ids", [0, 99], "figures.sample_ids", "does not exist"),
     ("datasets.bad-name", {}, "datasets", ""),
     ("typo_top_level", 1, "typo_top_level", "unknown key"),
+    ("datasets.p1_fixed.seed", 7, "datasets.p1_fixed.seed", "also the seed of dataset 'p1_varying'"),
+    ("datasets.p1_fixed.splits", {"train": 0.9, "val": 0.1, "test": 0.0},
+     "datasets.p1_fixed.splits.val", "less than one sample"),
+    ("datasets.p1_varying.splits", {"train": 0.8, "val": 0.1, "test": 0.2},
+     "datasets.p1_varying.splits", "add up to"),
+    ("datasets.p1_varying.splits", {"train": 0.0, "val": 0.5, "test": 0.5},
+     "datasets.p1_varying.splits.train", "cannot be empty"),
+    ("datasets.p1_varying.transport.magnetic_fields_T", [0.0, 0.5, 0.0],
+     "datasets.p1_varying.transport.magnetic_fields_T", "duplicates"),
+    ("datasets.p1_varying.transport.energy_meV", 0.5,
+     "datasets.p1_varying.transport.energy_meV", "below the first channel"),
+    ("datasets.p1_varying.disorder.dopant_distance_nm", [40.0, 400.0],
+     "datasets.p1_varying.disorder.dopant_distance_nm", "potential would be zero"),
+    ("datasets.p1_varying.on_sample_failure", "ignore", "datasets.p1_varying.on_sample_failure", ""),
 ]
 
 
@@ -126,7 +140,7 @@ def test_dataset_definition_excludes_sharding(config):
     assert (sample_config_hash(grown["datasets"]["p1_varying"])
             == sample_config_hash(validated["datasets"]["p1_varying"]))
     changed = copy.deepcopy(config)
-    changed["datasets"]["p1_varying"]["seed"] = 8
+    changed["datasets"]["p1_varying"]["seed"] = 11
     assert (sample_config_hash(validate_config(changed)["datasets"]["p1_varying"])
             != sample_config_hash(validated["datasets"]["p1_varying"]))
     with pytest.raises(ConfigError, match="no such dataset"):

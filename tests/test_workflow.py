@@ -1,6 +1,7 @@
 """The Snakemake workflow end to end on the local executor, and targeted reruns."""
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -9,8 +10,9 @@ import time
 from pathlib import Path
 
 import netCDF4
-import psutil
 import numpy as np
+import pandas as pd
+import psutil
 import pytest
 import yaml
 
@@ -209,3 +211,47 @@ def test_killed_shard_job_resumes_and_equals_uninterrupted_run(finished_run, tmp
         for name in b.variables:
             assert np.asarray(a[name][:]).tobytes() == np.asarray(b[name][:]).tobytes(), name
     assert not list(shard_dir.glob(".*partial*"))
+
+
+@pytest.mark.parametrize("mode", ["fail", "skip"])
+def test_injected_solver_failure(mode, tmp_path):
+    # Sample 5 fails at every attempt (MESOINV_INJECT_SAMPLE_FAILURES, as a singular solve would).
+    config = json.loads(json.dumps(yaml.safe_load(TEST_CONFIG.read_text())))
+    config["datasets"] = {"p1_varying": dict(config["datasets"]["p1_varying"],
+                                             on_sample_failure=mode)}
+    config["figures"] = {"sample_ids": [0]}
+    path = tmp_path / f"{mode}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    workdir = tmp_path / "run"
+    command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
+               "--directory", str(workdir), "--configfile", str(path), "--cores", "2",
+               "--keep-going"]
+    env = dict(os.environ, MESOINV_INJECT_SAMPLE_FAILURES="5")
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env,
+                            timeout=600)
+    shard = workdir / "results/datasets/p1_varying/shards/p1_varying-00001.nc"  # ids 4…7
+    log = (workdir / "logs/simulate/p1_varying/p1_varying-00001.log").read_text()
+    assert "sample 5 failed (FloatingPointError: injected failure" in log  # first attempt
+    if mode == "fail":
+        assert result.returncode != 0
+        assert "sample 5 failed twice: FloatingPointError" in log
+        assert not shard.exists()
+        assert not (workdir / "results/datasets/p1_varying/p1_varying-train.nc").exists()
+        # the other shards are complete and kept; nothing else looks complete
+        assert (workdir / "results/datasets/p1_varying/shards/p1_varying-00000.nc").exists()
+    else:
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "WARNING: sample 5 failed and is left out" in log
+        validation = json.loads(
+            (workdir / "results/datasets/p1_varying/validation.json").read_text())
+        assert [f["sample_id"] for f in validation["failed_samples"]] == [5]
+        assert validation["samples"] == 9
+        ids = []
+        for split in ("train", "val", "test"):
+            with netCDF4.Dataset(workdir / f"results/datasets/p1_varying/p1_varying-{split}.nc") as ds:
+                ids += ds["sample_id"][:].tolist()
+                failed = json.loads(ds.failed_samples)
+                assert all(f["sample_id"] == 5 for f in failed)
+        assert sorted(ids) == [0, 1, 2, 3, 4, 6, 7, 8, 9]
+        table = pd.read_csv(workdir / "results/reports/datasets.csv")
+        assert table["failed, left out"].sum() == 1

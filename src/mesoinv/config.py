@@ -10,6 +10,7 @@ before anything is written.
 import copy
 import hashlib
 import json
+import math
 import re
 from importlib import resources
 from pathlib import Path
@@ -113,8 +114,15 @@ def validate_config(config: dict) -> dict:
             raise ConfigError(key, f"unknown key (allowed: "
                                    f"{', '.join(sorted(error.schema.get('properties', {})))})")
         raise ConfigError(_key(error.path), error.message)
+    seeds = {}
     for name, dataset in config["datasets"].items():
         _check_dataset(f"datasets.{name}", dataset)
+        if dataset["seed"] in seeds:
+            raise ConfigError(f"datasets.{name}.seed",
+                              f"{dataset['seed']} is also the seed of dataset "
+                              f"'{seeds[dataset['seed']]}': their samples would share random "
+                              "numbers (correlated datasets); give each dataset its own seed")
+        seeds[dataset["seed"]] = name
     figure_ids = config.get("figures", {}).get("sample_ids", [])
     for name, dataset in config["datasets"].items():
         for sample_id in figure_ids:
@@ -147,6 +155,14 @@ def _check_dataset(key, dataset):
                                            f"{sum(splits.values()):g}, not 1")
     if splits["train"] == 0:
         raise ConfigError(f"{key}.splits.train", "the training split cannot be empty")
+    for split, fraction in splits.items():
+        if 0 < fraction * dataset["n_samples"] < 1:
+            raise ConfigError(f"{key}.splits.{split}",
+                              f"{fraction:g} of {dataset['n_samples']} samples is less than one "
+                              "sample: raise n_samples or set the fraction to 0")
+    fields = dataset["transport"]["magnetic_fields_T"]
+    if len(set(fields)) != len(fields):
+        raise ConfigError(f"{key}.transport.magnetic_fields_T", f"{fields} has duplicates")
     geometry = dataset["geometry"]
     a = geometry["lattice_constant_nm"]
     for name in ("length_nm", "width_nm", "qpc_width_nm"):
@@ -169,6 +185,22 @@ def _check_dataset(key, dataset):
                           f"{energy} meV is above the band centre 4t = {4 * t:.1f} meV of the "
                           "lattice: the discretisation is meaningless there (use a smaller "
                           "lattice constant)")
+    # Hard-wall QPC of w sites: first channel opens at 2t(1 - cos(π/(w+1))) (clean, B = 0).
+    w = round(geometry["qpc_width_nm"] / a)
+    threshold = 2 * t * (1 - math.cos(math.pi / (w + 1)))
+    if energy <= threshold:
+        raise ConfigError(f"{key}.transport.energy_meV",
+                          f"{energy} meV is below the first channel of the {w}-site QPC "
+                          f"({threshold:.2f} meV): no electron would be injected")
+    disorder = dataset["disorder"]
+    s_max = parameter_range(disorder["dopant_distance_nm"])[1]
+    cutoff = disorder["cutoff_factor"] / s_max
+    smallest_q = 2 * math.pi / max(geometry["length_nm"], geometry["width_nm"])
+    if cutoff <= smallest_q:
+        raise ConfigError(f"{key}.disorder.dopant_distance_nm",
+                          f"at s = {s_max:g} nm the cutoff {cutoff:.4f} nm⁻¹ is below the "
+                          f"smallest wave vector 2π/{max(geometry['length_nm'], geometry['width_nm']):g} "
+                          "nm of the region: the potential would be zero (enlarge the region)")
 
 
 def load_config(path) -> dict:
