@@ -31,11 +31,12 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
 
-from benchmarks import common, p1_pldos  # noqa: E402
+from benchmarks import common, p1_pldos, workflow  # noqa: E402
 
 #: name → function(quick) returning the group's rows.
 GROUPS = {
     "p1_pldos": p1_pldos.run,
+    "workflow": workflow.run,
 }
 
 DEFAULT_OUTPUT = _REPO_ROOT / "benchmarks" / "results" / "latest.md"

@@ -132,3 +132,15 @@ def test_table_formatting_round_trips():
     assert parsed["x.a"]["status"] == "PASS"
     assert parsed["x.a"]["measurement"] == "a \\| b"
     assert parsed["x.b"]["status"] == "n/a"
+
+
+def test_workflow_rows(quick_report):
+    rows = parse_table(quick_report[0])
+    for key in ("wf.dryrun.sharded", "wf.dryrun.sharded_rss", "wf.dryrun.per_sample",
+                "wf.dryrun.per_sample_rss", "wf.mpi.rank1", "wf.mpi.rank2", "wf.mpi.speedup"):
+        value = number(rows[key]["median / value"])
+        assert math.isfinite(value) and value > 0, key
+    for key in ("wf.dryrun.sharded", "wf.dryrun.sharded_rss", "wf.mpi.speedup"):
+        assert rows[key]["status"] in ("PASS", "MISS"), key
+    # 1 and 2 ranks must give the same shard, whatever the timings
+    assert "byte-identical: yes" in rows["wf.mpi.speedup"]["notes"]
