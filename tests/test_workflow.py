@@ -255,3 +255,28 @@ def test_injected_solver_failure(mode, tmp_path):
         assert sorted(ids) == [0, 1, 2, 3, 4, 6, 7, 8, 9]
         table = pd.read_csv(workdir / "results/reports/datasets.csv")
         assert table["failed, left out"].sum() == 1
+
+
+def test_shard_size_and_ranks_do_not_change_the_datasets(finished_run, tmp_path):
+    # Shards of 8 instead of 4, each on 2 MPI ranks (the venv's mpiexec), against the default
+    # run (shards of 4, 1 process): the split files hold the same samples, byte for byte.
+    config = json.loads(json.dumps(yaml.safe_load(TEST_CONFIG.read_text())))
+    for entry in config["datasets"].values():
+        entry["shard_size"] = 8
+    path = tmp_path / "shards8.yaml"
+    path.write_text(yaml.safe_dump(config))
+    workdir = tmp_path / "run"
+    snakemake(workdir, "--set-resources", "simulate_p1_shard:tasks=2", config=path)
+    logs = list((workdir / "logs/simulate").rglob("*.log"))
+    assert len(logs) == 3 and all("computed on 2 ranks" in p.read_text() for p in logs)
+
+    def split_samples(root):
+        out = {}
+        for path in sorted((root / "results/datasets").glob("*/*-*.nc")):
+            with netCDF4.Dataset(path) as ds:
+                for name in ("sample_id", "potential", "pldos", "fourier_coefficient_real",
+                             "fourier_coefficient_imag", "dopant_distance", "rms"):
+                    out[(path.name, name)] = np.asarray(ds[name][:]).tobytes()
+        return out
+
+    assert split_samples(workdir) == split_samples(finished_run)
