@@ -3,13 +3,13 @@
 import json
 import sys
 
-from mesoinv.datasets import P1DatasetSpec
+from mesoinv.datasets.kinds import spec_from_entry
 from mesoinv.datasets.aggregate import SPLITS, content_checksum, write_splits
 from mesoinv.datasets.netcdf import atomic_path
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake is injected)
 spec_entry = json.loads(snakemake.params.entry)  # noqa: F821
-spec = P1DatasetSpec.from_config(snakemake.wildcards.dataset, spec_entry)  # noqa: F821
+spec = spec_from_entry(snakemake.wildcards.dataset, spec_entry)  # noqa: F821
 outputs = {name: snakemake.output[name] for name in SPLITS}  # noqa: F821
 fractions = spec_entry["splits"]
 ids = write_splits(list(snakemake.input.shards), spec, fractions, outputs)  # noqa: F821

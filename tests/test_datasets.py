@@ -12,7 +12,8 @@ import xarray as xr
 
 from mesoinv.cli import parse_ids
 from mesoinv.config import dataset_definition, load_config
-from mesoinv.datasets import (P1DatasetSpec, P1Simulator, SampleStore, dataset_spec, draw_disorder,
+from mesoinv.datasets import (P1DatasetSpec, P1Sample, P1Simulator, SampleStore, dataset_spec,
+                              draw_disorder,
                               partial_dir_for, simulate_shard)
 from mesoinv.evaluation.figures import plot_p1_sample
 from mesoinv.physics import QPCGeometry, make_qpc_system, pldos_kwant
@@ -193,7 +194,7 @@ def test_failed_sample_fails_the_shard_and_a_rerun_resumes(spec, full_file, tmp_
 
 def test_truncated_partial_sample_is_recomputed(spec, full_file, tmp_path):
     out = tmp_path / "shard.nc"
-    store = SampleStore(partial_dir_for(out, spec))
+    store = SampleStore(partial_dir_for(out, spec), P1Sample)
     store.directory.mkdir(parents=True)
     store.path(1).write_bytes(b"PK\x03\x04 truncated")
     counts = simulate_shard(spec, [0, 1], out, progress=False)

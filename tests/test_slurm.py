@@ -28,9 +28,6 @@ PYTHON = sys.executable
 
 # Overrides of profiles/slurm for this one-node test cluster, each for a reason:
 SLURM_OVERRIDES = [
-    # Keep profiles/default/ (the local profile Snakemake applies automatically) out of the
-    # run, as docs/cluster.md tells users: it would override the cluster profile key by key.
-    "--workflow-profile", "none",
     # No accounting database here: sacct cannot answer, squeue can (MinJobAge=300).
     "--slurm-status-command", "squeue",
     # Poll after 2 s instead of 40 s (the plugin then backs off by 10 s per empty poll).

@@ -60,11 +60,11 @@ def _simulate(args):
             raise SystemExit("mesoinv simulate: --dataset-definition replaces --config/--dataset")
         import json
 
-        from .datasets import P1DatasetSpec
+        from .datasets.kinds import spec_from_entry
 
         with open(args.dataset_definition) as handle:
             definition = json.load(handle)
-        spec = P1DatasetSpec.from_config(definition["name"], definition)
+        spec = spec_from_entry(definition["name"], definition)
     else:
         if not (args.config and args.dataset):
             raise SystemExit("mesoinv simulate: give --config and --dataset "

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from mesoinv.config import dataset_definition, validate_config
-from mesoinv.datasets import P1DatasetSpec
+from mesoinv.datasets.kinds import spec_from_entry
 
 # Validate before any job is scheduled: a bad value stops here naming its key, nothing is
 # written. Defaults from the schema are filled in place (the same object Snakemake holds).
@@ -44,7 +44,7 @@ def entry_param(wildcards):
 
 
 def dataset_spec(name):
-    return P1DatasetSpec.from_config(name, config["datasets"][name])
+    return spec_from_entry(name, config["datasets"][name])
 
 
 def shard_numbers(name):

@@ -19,26 +19,12 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 
-from .netcdf import FORMAT_VERSION, write_p1_netcdf
-from .p1 import P1DatasetSpec, P1Sample
+from .kinds import kind_of
 
 __all__ = ["SPLITS", "split_of", "ShardValidationError", "validate_shards", "write_splits",
            "content_checksum"]
 
 SPLITS = ("train", "val", "test")
-
-#: Global attributes that must agree between all shards of a dataset.
-CONSISTENT_ATTRIBUTES = (
-    "format_version", "dataset_name", "dataset_kind", "seed", "lattice_constant_nm", "nx_sites",
-    "ny_sites", "qpc_first_y_site", "qpc_width_sites", "hopping_meV", "energy_meV",
-    "relative_permittivity", "effective_mass_kg", "thomas_fermi_wavevector_per_nm",
-    "cutoff_factor", "storage_dtype", "sample_config_sha256",
-)
-PER_SAMPLE_VARIABLES = (
-    "sample_id", "dopant_distance", "dopant_density", "rms", "correlation_length",
-    "fourier_coefficient_real", "fourier_coefficient_imag", "potential", "pldos",
-)
-
 
 def split_of(seed: int, sample_id: int, fractions: dict) -> str:
     """The split ('train', 'val' or 'test') of a sample.
@@ -65,22 +51,22 @@ class ShardValidationError(ValueError):
         super().__init__(f"shard {shard}: {message}")
 
 
-def _attributes(ds):
-    return {name: ds.getncattr(name) for name in CONSISTENT_ATTRIBUTES if name in ds.ncattrs()}
+def _attributes(ds, names):
+    return {name: ds.getncattr(name) for name in names if name in ds.ncattrs()}
 
 
 def _same(a, b):
     return np.array_equal(np.asarray(a), np.asarray(b))
 
 
-def validate_shards(shards, spec: P1DatasetSpec, expected_ids: dict) -> dict:
+def validate_shards(shards, spec, expected_ids: dict) -> dict:
     """Check all shards of a dataset against its definition.
 
     Parameters
     ----------
     shards : sequence of path-like
-    spec : P1DatasetSpec
-        The dataset (its sample-config hash, geometry and fields are checked).
+    spec : dataset spec of any kind
+        The dataset (its sample-config hash, dimensions and kind's attributes are checked).
     expected_ids : dict path → sequence of int
         The ids each shard must hold.
 
@@ -95,10 +81,10 @@ def validate_shards(shards, spec: P1DatasetSpec, expected_ids: dict) -> dict:
         Naming the first bad shard and what is wrong with it.
     """
     shards = [Path(shard) for shard in shards]
+    kind = kind_of(spec)
     reference = None
     seen = {}
     failures = []
-    geometry = spec.geometry
     for shard in shards:
         shard = Path(shard)
         if not shard.exists():
@@ -108,13 +94,13 @@ def validate_shards(shards, spec: P1DatasetSpec, expected_ids: dict) -> dict:
         except OSError as error:
             raise ShardValidationError(shard, f"cannot be read (truncated or corrupt?): {error}")
         with ds:
-            attributes = _attributes(ds)
-            missing = [n for n in CONSISTENT_ATTRIBUTES if n not in attributes]
+            attributes = _attributes(ds, kind.consistent_attributes)
+            missing = [n for n in kind.consistent_attributes if n not in attributes]
             if missing:
                 raise ShardValidationError(shard, f"lacks global attributes {missing}")
-            if attributes["format_version"] != FORMAT_VERSION:
+            if attributes["format_version"] != kind.format_version:
                 raise ShardValidationError(shard, f"format {attributes['format_version']!r}, "
-                                                  f"expected {FORMAT_VERSION!r}")
+                                                  f"expected {kind.format_version!r}")
             if attributes["sample_config_sha256"] != spec.config_hash:
                 raise ShardValidationError(
                     shard, "was simulated with another configuration (sample_config_sha256 "
@@ -127,14 +113,10 @@ def validate_shards(shards, spec: P1DatasetSpec, expected_ids: dict) -> dict:
                     raise ShardValidationError(
                         shard, f"attribute {name} = {value!r} differs from {reference[0].name}'s "
                                f"{reference[1][name]!r}")
-            expected_dims = {"x": geometry.nx, "y": geometry.ny, "mode": len(spec.modes),
-                             "field": len(spec.magnetic_fields_T)}
-            for dim, size in expected_dims.items():
+            for dim, size in kind.expected_dimensions(spec).items():
                 if dim not in ds.dimensions or len(ds.dimensions[dim]) != size:
                     raise ShardValidationError(shard, f"dimension {dim} should have size {size}")
-            if not _same(ds["field"][:], spec.magnetic_fields_T):
-                raise ShardValidationError(shard, "magnetic fields differ from the definition")
-            for name in PER_SAMPLE_VARIABLES:
+            for name in kind.per_sample_variables:
                 if name not in ds.variables:
                     raise ShardValidationError(shard, f"lacks variable {name}")
             ids = np.asarray(ds["sample_id"][:]).tolist()
@@ -188,9 +170,10 @@ def validate_shards(shards, spec: P1DatasetSpec, expected_ids: dict) -> dict:
 
 
 class _ShardSamples:
-    """Samples of the given ids, read one at a time from shard files (stored dtype kept)."""
+    """Samples read one at a time from shard files, as stored (dtype kept)."""
 
-    def __init__(self, locations):
+    def __init__(self, kind, locations):
+        self.kind = kind
         self.locations = locations  # list of (sample_id, shard path, index)
 
     def __len__(self):
@@ -199,58 +182,52 @@ class _ShardSamples:
     def __iter__(self):
         handles = {}
         try:
-            for sample_id, shard, index in self.locations:
+            for _, shard, index in self.locations:
                 if shard not in handles:
                     handles[shard] = netCDF4.Dataset(shard)
                     handles[shard].set_auto_mask(False)
-                ds = handles[shard]
-                yield P1Sample(
-                    sample_id=int(ds["sample_id"][index]),
-                    dopant_distance_nm=float(ds["dopant_distance"][index]),
-                    dopant_density_cm2=float(ds["dopant_density"][index]),
-                    rms_meV=float(ds["rms"][index]),
-                    correlation_length_nm=float(ds["correlation_length"][index]),
-                    fourier_coefficients=(ds["fourier_coefficient_real"][index]
-                                          + 1j * ds["fourier_coefficient_imag"][index]),
-                    potential_meV=ds["potential"][index],
-                    pldos_per_meV=ds["pldos"][index])
+                yield self.kind.read_sample(handles[shard], index)
         finally:
             for handle in handles.values():
                 handle.close()
 
 
-def write_splits(shards, spec: P1DatasetSpec, fractions: dict, outputs: dict) -> dict:
+def write_splits(shards, spec, fractions: dict, outputs: dict) -> dict:
     """Merge validated shards into one file per split; returns the ids of each split.
 
     Parameters
     ----------
     shards : sequence of path-like
-    spec : P1DatasetSpec
+    spec : dataset spec of any kind
     fractions : dict split → fraction
     outputs : dict split → path-like
     """
+    kind = kind_of(spec)
+
+    def split(sample_id):
+        return split_of(spec.seed, spec.split_unit(sample_id), fractions)
+
     locations = {name: [] for name in SPLITS}
-    open_modes = None
+    metadata = None
     failed = []
     for shard in shards:
         with netCDF4.Dataset(shard) as ds:
             ids = np.asarray(ds["sample_id"][:]).tolist()
-            open_modes = np.asarray(ds["qpc_open_modes"][:]).tolist()
+            metadata = kind.read_metadata(ds)
             failed += json.loads(ds.getncattr("failed_samples"))
         for index, sample_id in enumerate(ids):
-            locations[split_of(spec.seed, sample_id, fractions)].append((sample_id, str(shard), index))
+            locations[split(sample_id)].append((sample_id, str(shard), index))
     for name in SPLITS:
         locations[name].sort()
-        write_p1_netcdf(outputs[name], spec, _ShardSamples(locations[name]),
-                        open_modes=open_modes,
-                        extra_attributes={"split": name,
-                                          "failed_samples": json.dumps(
-                                              [f for f in failed
-                                               if split_of(spec.seed, f["sample_id"], fractions)
-                                               == name]),
-                                          "split_fractions": json.dumps(fractions, sort_keys=True),
-                                          "split_rule": "blake2b('mesoinv-split:<seed>:<id>') "
-                                                        "/ 2^64 against cumulative fractions"})
+        kind.write(outputs[name], spec, _ShardSamples(kind, locations[name]),
+                   **metadata,
+                   extra_attributes={"split": name,
+                                     "failed_samples": json.dumps(
+                                         [f for f in failed if split(f["sample_id"]) == name]),
+                                     "split_fractions": json.dumps(fractions, sort_keys=True),
+                                     "split_rule": "blake2b('mesoinv-split:<seed>:<unit>') / 2^64 "
+                                                   "against cumulative fractions; unit = sample "
+                                                   "id (P1) or configuration id (P2)"})
     return {name: [loc[0] for loc in locations[name]] for name in SPLITS}
 
 

@@ -16,8 +16,8 @@ import numpy as np
 
 from .. import __version__
 
-__all__ = ["write_p1_netcdf", "atomic_path", "code_version", "package_versions",
-           "FORMAT_VERSION"]
+__all__ = ["write_p1_netcdf", "read_p1_sample", "read_p1_metadata", "atomic_path",
+           "code_version", "package_versions", "FORMAT_VERSION"]
 
 #: Version of the file layout; bump on any incompatible change of names, dims or units.
 FORMAT_VERSION = "mesoinv-p1-1"
@@ -176,6 +176,27 @@ def write_p1_netcdf(path, spec, samples, *, open_modes, extra_attributes=None):
                 raise ValueError(f"expected {n} samples, got {written}")
             ds.setncatts({**_global_attributes(spec), **(extra_attributes or {})})
     return Path(path)
+
+
+def read_p1_sample(ds, index):
+    """Sample at position ``index`` of an open P1 file (netCDF4, auto-masking off), as stored."""
+    from .p1 import P1Sample
+
+    return P1Sample(
+        sample_id=int(ds["sample_id"][index]),
+        dopant_distance_nm=float(ds["dopant_distance"][index]),
+        dopant_density_cm2=float(ds["dopant_density"][index]),
+        rms_meV=float(ds["rms"][index]),
+        correlation_length_nm=float(ds["correlation_length"][index]),
+        fourier_coefficients=(ds["fourier_coefficient_real"][index]
+                              + 1j * ds["fourier_coefficient_imag"][index]),
+        potential_meV=ds["potential"][index],
+        pldos_per_meV=ds["pldos"][index])
+
+
+def read_p1_metadata(ds) -> dict:
+    """The keyword arguments of :func:`write_p1_netcdf` beyond the samples, from an open file."""
+    return {"open_modes": np.asarray(ds["qpc_open_modes"][:]).tolist()}
 
 
 def _global_attributes(spec) -> dict:

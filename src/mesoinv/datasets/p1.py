@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..config import NON_SAMPLE_KEYS, parameter_range, sample_config_hash
+from ..config import NON_SAMPLE_KEYS, parameter_range
+from .base import ShardedDataset, sample_rng
 from ..physics.disorder import (FourierModes, RemoteDopantDisorder, draw_fourier_coefficients,
                                 fourier_modes)
 from ..physics.materials import Material, flux_per_plaquette, hopping_meV
@@ -26,16 +27,8 @@ from ..physics.qpc import QPCGeometry, make_qpc_system
 __all__ = ["P1DatasetSpec", "P1Sample", "P1Simulator", "sample_rng", "draw_disorder"]
 
 
-def sample_rng(seed: int, sample_id: int) -> np.random.Generator:
-    """The random generator of one sample: PCG64 on SeedSequence(seed, spawn_key=(id,))."""
-    if sample_id < 0:
-        raise ValueError(f"sample ids are non-negative, got {sample_id}")
-    return np.random.Generator(np.random.PCG64(
-        np.random.SeedSequence(int(seed), spawn_key=(int(sample_id),))))
-
-
 @dataclass(frozen=True)
-class P1DatasetSpec:
+class P1DatasetSpec(ShardedDataset):
     """Everything that defines a P1 dataset, from one validated config entry.
 
     Attributes are in the units of their names; ``config`` is the validated entry itself
@@ -98,11 +91,6 @@ class P1DatasetSpec:
         """φ = B a² e/h for each field."""
         return flux_per_plaquette(np.array(self.magnetic_fields_T), self.geometry.lattice_constant_nm)
 
-    @property
-    def config_hash(self) -> str:
-        """sha256 of the sample-defining configuration (see :func:`mesoinv.config.sample_config_hash`)."""
-        return sample_config_hash(self.config)
-
     def disorder(self, dopant_distance_nm: float, dopant_density_cm2: float) -> RemoteDopantDisorder:
         """The disorder model of one sample."""
         return RemoteDopantDisorder(
@@ -116,21 +104,6 @@ class P1DatasetSpec:
         s_min = self.dopant_distance_range_nm[0]
         return fourier_modes(self.geometry.length_nm, self.geometry.width_nm,
                              self.cutoff_factor / s_min)
-
-    def shard_ids(self, shard: int) -> range:
-        """Sample ids of shard ``shard`` (consecutive, ``shard_size`` of them, the last shorter)."""
-        if self.n_samples is None or self.shard_size is None:
-            raise ValueError(f"dataset '{self.name}' was defined without n_samples/shard_size")
-        n_shards = self.n_shards
-        if not 0 <= shard < n_shards:
-            raise ValueError(f"dataset '{self.name}' has shards 0…{n_shards - 1}, not {shard}")
-        start = shard * self.shard_size
-        return range(start, min(start + self.shard_size, self.n_samples))
-
-    @property
-    def n_shards(self) -> int:
-        """Number of shards, ⌈n_samples / shard_size⌉."""
-        return -(-self.n_samples // self.shard_size)
 
 
 def _uniform(rng, low_high):
@@ -204,7 +177,11 @@ class P1Simulator:
     @property
     def open_modes(self) -> list[int]:
         """Open QPC channels at each field."""
-        return [f.n_modes for f in self.solver._fields]
+        return self.solver.open_modes
+
+    def file_metadata(self) -> dict:
+        """What :func:`mesoinv.datasets.netcdf.write_p1_netcdf` needs beyond the samples."""
+        return {"open_modes": self.open_modes}
 
     def potential(self, sample_id: int):
         """(s, N_d, coefficients, V in meV on the sites) of a sample, without transport."""

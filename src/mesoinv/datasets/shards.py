@@ -15,6 +15,7 @@ whatever the number of ranks, the order in which samples finished, or interrupti
 Without MPI (a single process) the same code runs with a trivial counter.
 """
 
+import dataclasses
 import json
 import logging
 import os
@@ -26,8 +27,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from .netcdf import write_p1_netcdf
-from .p1 import P1DatasetSpec, P1Sample, P1Simulator
+from .kinds import kind_of
 
 __all__ = ["simulate_shard", "SampleStore", "MPIWiringError", "mpi_world", "partial_dir_for"]
 
@@ -72,52 +72,47 @@ def mpi_world(expect_ranks: int | None = None):
     return comm
 
 
-def partial_dir_for(output, spec: P1DatasetSpec) -> Path:
+def partial_dir_for(output, spec) -> Path:
     """Where the samples of the shard ``output`` are kept until the shard is complete."""
     output = Path(output)
     return output.with_name(f".{output.stem}.partial-{spec.config_hash[:16]}")
 
 
 class SampleStore:
-    """Finished samples of one shard, one atomically written ``.npz`` file each."""
+    """Finished samples of one shard, one atomically written ``.npz`` file each.
 
-    def __init__(self, directory):
+    Parameters
+    ----------
+    directory : path-like
+    sample_class : type
+        The kind's sample dataclass; its fields are saved one array each.
+    """
+
+    def __init__(self, directory, sample_class):
         self.directory = Path(directory)
+        self.sample_class = sample_class
 
     def path(self, sample_id: int) -> Path:
         return self.directory / f"sample-{sample_id:09d}.npz"
 
-    def save(self, sample: P1Sample) -> None:
+    def save(self, sample) -> None:
         """Write one sample; it appears under its final name only once complete."""
         self.directory.mkdir(parents=True, exist_ok=True)
         final = self.path(sample.sample_id)
         tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
         with open(tmp, "wb") as handle:
-            np.savez(handle, sample_id=sample.sample_id,
-                     dopant_distance_nm=sample.dopant_distance_nm,
-                     dopant_density_cm2=sample.dopant_density_cm2,
-                     rms_meV=sample.rms_meV,
-                     correlation_length_nm=sample.correlation_length_nm,
-                     fourier_coefficients=sample.fourier_coefficients,
-                     potential_meV=sample.potential_meV,
-                     pldos_per_meV=sample.pldos_per_meV)
+            np.savez(handle, **dataclasses.asdict(sample))
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, final)
 
-    def load(self, sample_id: int) -> P1Sample:
+    def load(self, sample_id: int):
         with np.load(self.path(sample_id)) as data:
-            return P1Sample(
-                sample_id=int(data["sample_id"]),
-                dopant_distance_nm=float(data["dopant_distance_nm"]),
-                dopant_density_cm2=float(data["dopant_density_cm2"]),
-                rms_meV=float(data["rms_meV"]),
-                correlation_length_nm=float(data["correlation_length_nm"]),
-                fourier_coefficients=data["fourier_coefficients"],
-                potential_meV=data["potential_meV"],
-                pldos_per_meV=data["pldos_per_meV"])
+            fields = {name: (data[name].item() if data[name].ndim == 0 else data[name])
+                      for name in data.files}
+        return self.sample_class(**fields)
 
-    def finished(self, sample_ids, expected_shapes=None) -> set[int]:
+    def finished(self, sample_ids) -> set[int]:
         """Ids whose file exists and reads back whole; unreadable files are removed."""
         done = set()
         for sample_id in sample_ids:
@@ -125,11 +120,8 @@ class SampleStore:
             if not path.exists():
                 continue
             try:
-                sample = self.load(sample_id)
-                if sample.sample_id != sample_id:
+                if self.load(sample_id).sample_id != sample_id:
                     raise ValueError("wrong sample id inside")
-                if expected_shapes and sample.pldos_per_meV.shape != expected_shapes:
-                    raise ValueError("wrong shape")
             except Exception as error:  # a truncated or foreign file: recompute it
                 log.warning("discarding unreadable partial sample %s (%s)", path, error)
                 path.unlink(missing_ok=True)
@@ -223,13 +215,13 @@ def _simulate_with_retry(simulator, sample_id):
                                f"{type(second).__name__}: {second}") from second
 
 
-def simulate_shard(spec: P1DatasetSpec, sample_ids, output, *, comm=None, progress=True,
+def simulate_shard(spec, sample_ids, output, *, comm=None, progress=True,
                    partial_dir=None, on_failure="fail"):
     """Simulate ``sample_ids`` on all ranks of ``comm`` and write one netCDF file (rank 0).
 
     Parameters
     ----------
-    spec : P1DatasetSpec
+    spec : dataset spec of any kind (:mod:`mesoinv.datasets.kinds`)
     sample_ids : iterable of int
         Distinct ids; written sorted.
     output : path-like
@@ -265,12 +257,13 @@ def simulate_shard(spec: P1DatasetSpec, sample_ids, output, *, comm=None, progre
         comm = MPI.COMM_SELF
     rank, size = comm.Get_rank(), comm.Get_size()
     output = Path(output)
-    store = SampleStore(partial_dir if partial_dir is not None else partial_dir_for(output, spec))
+    kind = kind_of(spec)
+    store = SampleStore(partial_dir if partial_dir is not None else partial_dir_for(output, spec),
+                        kind.sample_class)
 
     todo = None
     if rank == 0:
-        fields = len(spec.magnetic_fields_T)
-        done = store.finished(ids, (fields, spec.geometry.nx, spec.geometry.ny))
+        done = store.finished(ids)
         done |= set(store.failures(ids)) if on_failure == "skip" else set()
         todo = [i for i in ids if i not in done]
         if done:
@@ -279,7 +272,7 @@ def simulate_shard(spec: P1DatasetSpec, sample_ids, output, *, comm=None, progre
     todo = comm.bcast(todo, root=0)
     reused = len(ids) - len(todo)
 
-    simulator = P1Simulator(spec)
+    simulator = kind.simulator_class(spec)
     counter = _SharedCounter(comm)
     computed = 0
     bar = tqdm(total=len(todo), desc=f"{spec.name} rank {rank}/{size}", unit="sample",
@@ -313,8 +306,8 @@ def simulate_shard(spec: P1DatasetSpec, sample_ids, output, *, comm=None, progre
         failed = store.failures(ids)
         kept = [i for i in ids if i not in failed]
         failed_json = json.dumps([{"sample_id": i, "reason": failed[i]} for i in sorted(failed)])
-        write_p1_netcdf(output, spec, _LazySamples(store, kept), open_modes=simulator.open_modes,
-                        extra_attributes={"failed_samples": failed_json})
+        kind.write(output, spec, _LazySamples(store, kept),
+                   extra_attributes={"failed_samples": failed_json}, **simulator.file_metadata())
         store.remove()
         log.info("wrote %s: %d samples (%d computed by %d ranks, %d reused, %d failed and left "
                  "out)", output, len(kept), computed_all, size, reused, len(failed))

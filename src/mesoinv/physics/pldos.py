@@ -154,6 +154,11 @@ class PLDOSSolver:
         """Number of open channels of the QPC lead (at the first field)."""
         return self._fields[0].n_modes
 
+    @property
+    def open_modes(self) -> list[int]:
+        """Number of open channels of the QPC lead at each field."""
+        return [field.n_modes for field in self._fields]
+
     def __call__(self, potential_meV):
         """PLDOS for one potential.
 
