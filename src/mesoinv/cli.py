@@ -90,10 +90,10 @@ def _simulate(args):
 
 
 def _plot_sample(args):
-    from .evaluation.figures import plot_p1_sample
+    from .evaluation.figures import plot_sample
 
-    path = plot_p1_sample(args.dataset_file, args.sample_id, args.output,
-                          field_index=args.field_index)
+    path = plot_sample(args.dataset_file, args.sample_id, args.output,
+                       field_index=args.field_index)
     print(f"wrote {path}", file=sys.stderr)
 
 
@@ -125,10 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
                           help="MPI ranks the job was launched with; stop if the MPI world differs")
     simulate.set_defaults(func=_simulate)
 
-    plot = sub.add_parser("plot-sample", help="potential and PLDOS of one sample (PNG)")
+    plot = sub.add_parser("plot-sample", help="figure of one sample, any dataset kind (PNG)")
     plot.add_argument("dataset_file", help="netCDF file of the dataset or a shard")
     plot.add_argument("--sample-id", type=int, required=True)
-    plot.add_argument("--field-index", type=int, default=0, help="PLDOS field channel")
+    plot.add_argument("--field-index", type=int, default=0, help="PLDOS field channel (P1)")
     plot.add_argument("-o", "--output", required=True, help="PNG to write")
     plot.set_defaults(func=_plot_sample)
 

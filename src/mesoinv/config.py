@@ -141,14 +141,7 @@ def _check_range(key, value, bounds, unit):
         raise ConfigError(key, f"{value} {unit} is outside the allowed {bounds[0]:g}–{bounds[1]:g} {unit}")
 
 
-def _check_dataset(key, dataset):
-    from .physics.qpc import QPCGeometry  # local import: keeps config loading light
-
-    disorder = dataset["disorder"]
-    _check_range(f"{key}.disorder.dopant_distance_nm", disorder["dopant_distance_nm"],
-                 DOPANT_DISTANCE_BOUNDS_NM, "nm")
-    _check_range(f"{key}.disorder.dopant_density_cm2", disorder["dopant_density_cm2"],
-                 DOPANT_DENSITY_BOUNDS_CM2, "cm⁻²")
+def _check_splits(key, dataset):
     splits = dataset["splits"]
     if abs(sum(splits.values()) - 1) > 1e-9:
         raise ConfigError(f"{key}.splits", f"fractions {splits} add up to "
@@ -160,6 +153,56 @@ def _check_dataset(key, dataset):
             raise ConfigError(f"{key}.splits.{split}",
                               f"{fraction:g} of {dataset['n_samples']} samples is less than one "
                               "sample: raise n_samples or set the fraction to 0")
+
+
+def _check_dataset(key, dataset):
+    _check_splits(key, dataset)
+    if dataset["kind"] == "p2_magnetoconductance":
+        _check_p2_dataset(key, dataset)
+    else:
+        _check_p1_dataset(key, dataset)
+
+
+def _check_p2_dataset(key, dataset):
+    from .physics.antidots import PairConstraints, count_classes
+    from .physics.nanowire import NanowireGeometry
+
+    low, high = dataset["transport"]["field_range_T"]
+    if low > high:
+        raise ConfigError(f"{key}.transport.field_range_T", f"[{low}, {high}] has min > max")
+    g, a = dataset["geometry"], dataset["antidots"]
+    width = g["width_sites"]
+    energy = dataset["transport"]["energy_t"]
+    threshold = 2 * (1 - math.cos(math.pi / (width + 1)))
+    if energy <= threshold:
+        raise ConfigError(f"{key}.transport.energy_t",
+                          f"{energy} t is below the first channel of the {width}-site wire "
+                          f"({threshold:.4f} t)")
+    geometry = NanowireGeometry(width_sites=width, length_sites=g["length_sites"],
+                                antidot_radius=float(g["antidot_radius_sites"]),
+                                lattice_constant_nm=float(g["lattice_constant_nm"]))
+    constraints = PairConstraints(margin_x=a["margin_x_sites"], margin_y=a["margin_y_sites"],
+                                  min_separation=float(a["min_separation_sites"]),
+                                  half_integer_centres=a["half_integer_centres"])
+    classes = count_classes(geometry, constraints)
+    available = classes * dataset["disorder"]["realizations"]
+    if classes == 0:
+        raise ConfigError(f"{key}.antidots", "no antidot pair fits the wire with these "
+                                             "constraints")
+    if dataset["n_samples"] > available:
+        raise ConfigError(f"{key}.n_samples",
+                          f"{dataset['n_samples']} exceeds the {classes} antidot classes × "
+                          f"{dataset['disorder']['realizations']} realisations = {available}")
+
+
+def _check_p1_dataset(key, dataset):
+    from .physics.qpc import QPCGeometry  # local import: keeps config loading light
+
+    disorder = dataset["disorder"]
+    _check_range(f"{key}.disorder.dopant_distance_nm", disorder["dopant_distance_nm"],
+                 DOPANT_DISTANCE_BOUNDS_NM, "nm")
+    _check_range(f"{key}.disorder.dopant_density_cm2", disorder["dopant_density_cm2"],
+                 DOPANT_DENSITY_BOUNDS_CM2, "cm⁻²")
     fields = dataset["transport"]["magnetic_fields_T"]
     if len(set(fields)) != len(fields):
         raise ConfigError(f"{key}.transport.magnetic_fields_T", f"{fields} has duplicates")

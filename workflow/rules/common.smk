@@ -1,6 +1,7 @@
 # Configuration checks and input functions shared by all rules.
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -27,6 +28,12 @@ wildcard_constraints:
     dataset="[A-Za-z][A-Za-z0-9_]*",
     shard=r"\d{5}",
     sample_id=r"\d+",
+
+
+def kind_pattern(kind):
+    """Regex matching the names of the datasets of one kind (rules are per kind)."""
+    names = [n for n, e in config["datasets"].items() if e["kind"] == kind]
+    return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
 def canonical_json(value):

@@ -28,6 +28,9 @@ rule simulate_p1_shard:
         "logs/simulate/{dataset}/{dataset}-{shard}.log",
     benchmark:
         "logs/benchmarks/simulate/{dataset}/{dataset}-{shard}.tsv"
+    # The same shard machinery serves every dataset kind; this rule takes the P1 datasets.
+    wildcard_constraints:
+        dataset=kind_pattern("p1_pldos"),
     conda:
         "../../envs/mesoinv.yaml"
     threads: 1

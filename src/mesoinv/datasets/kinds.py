@@ -7,8 +7,10 @@ shard, validation and split machinery (:mod:`.shards`, :mod:`.aggregate`) is the
 from dataclasses import dataclass
 from typing import Callable
 
-from .netcdf import FORMAT_VERSION, read_p1_metadata, read_p1_sample, write_p1_netcdf
+from .netcdf import (FORMAT_VERSION, P2_FORMAT_VERSION, read_p1_metadata, read_p1_sample,
+                     read_p2_metadata, read_p2_sample, write_p1_netcdf, write_p2_netcdf)
 from .p1 import P1DatasetSpec, P1Sample, P1Simulator
+from .p2 import P2DatasetSpec, P2Sample, P2Simulator
 
 __all__ = ["DatasetKind", "KINDS", "kind_of", "spec_from_entry"]
 
@@ -76,7 +78,29 @@ P1_KIND = DatasetKind(
     format_version=FORMAT_VERSION,
 )
 
-KINDS = {kind.name: kind for kind in (P1_KIND,)}
+P2_KIND = DatasetKind(
+    name="p2_magnetoconductance",
+    spec_class=P2DatasetSpec,
+    simulator_class=P2Simulator,
+    sample_class=P2Sample,
+    write=write_p2_netcdf,
+    read_sample=read_p2_sample,
+    read_metadata=read_p2_metadata,
+    per_sample_variables=("sample_id", "configuration_id", "potential_realization", "antidot_x",
+                          "antidot_y", "potential", "conductance", "ldos"),
+    consistent_attributes=(
+        "format_version", "dataset_name", "dataset_kind", "seed", "lattice_constant_nm",
+        "width_sites", "length_sites", "antidot_radius_sites", "energy_t",
+        "potential_amplitude_t", "realizations_per_configuration", "n_configurations",
+        "ldos_padding_sites", "storage_dtype", "sample_config_sha256"),
+    expected_dimensions=lambda spec: {
+        "x": spec.geometry.width_sites, "y": spec.geometry.length_sites,
+        "image_x": spec.geometry.width_sites + 2 * spec.ldos_padding_sites,
+        "field": len(spec.fields_T), "antidot": 2},
+    format_version=P2_FORMAT_VERSION,
+)
+
+KINDS = {kind.name: kind for kind in (P1_KIND, P2_KIND)}
 
 
 def kind_of(spec) -> DatasetKind:

@@ -241,3 +241,148 @@ def _global_attributes(spec) -> dict:
         "package_versions": json.dumps(package_versions(), sort_keys=True),
         "Conventions": "CF-1.10 (units and long_name on every variable)",
     }
+
+
+# -- P2: nanowire with two antidots ----------------------------------------------------------
+
+#: Version of the P2 file layout.
+P2_FORMAT_VERSION = "mesoinv-p2-1"
+
+
+def write_p2_netcdf(path, spec, samples, *, open_channels, extra_attributes=None):
+    """Write P2 samples to a netCDF-4 file, atomically, one sample at a time.
+
+    Parameters
+    ----------
+    path : path-like
+    spec : mesoinv.datasets.p2.P2DatasetSpec
+    samples : sized iterable of mesoinv.datasets.p2.P2Sample
+    open_channels : sequence of int
+        Open channels of the clean leads at each field.
+    extra_attributes : dict, optional
+    """
+    g = spec.geometry
+    store = np.dtype(spec.storage_dtype)
+    n = len(samples)
+    fields = np.array(spec.fields_T, dtype=float)
+    image_width = g.width_sites + 2 * spec.ldos_padding_sites
+    with atomic_path(path) as tmp:
+        with netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
+            ds.createDimension("sample", n)
+            ds.createDimension("field", len(fields))
+            ds.createDimension("x", g.width_sites)
+            ds.createDimension("y", g.length_sites)
+            ds.createDimension("image_x", image_width)
+            ds.createDimension("antidot", 2)
+            _variable(ds, "x", "f8", ("x",), np.arange(g.width_sites) - g.x_origin, units="1",
+                      long_name="x of the site across the wire, in lattice constants from its axis")
+            _variable(ds, "y", "f8", ("y",), np.arange(g.length_sites), units="1",
+                      long_name="y of the site along the wire (transport), in lattice constants")
+            _variable(ds, "image_x", "f8", ("image_x",),
+                      np.arange(image_width) - spec.ldos_padding_sites - g.x_origin, units="1",
+                      long_name="x of an LDOS image column, in lattice constants (padding "
+                                "columns lie outside the wire)")
+            _variable(ds, "field", "f8", ("field",), fields, units="T",
+                      long_name="perpendicular magnetic field B_z")
+            _variable(ds, "flux_per_plaquette", "f8", ("field",), spec.fluxes_per_plaquette,
+                      units="1", long_name="magnetic flux per lattice plaquette B a^2 e/h, in "
+                                           "flux quanta h/e")
+            _variable(ds, "open_channels", "i4", ("field",), np.asarray(open_channels, np.int32),
+                      units="1", long_name="open channels of the clean leads at the Fermi energy")
+            per_sample = {
+                "sample_id": _variable(ds, "sample_id", "i8", ("sample",), None, units="1",
+                                       long_name="sample id within the dataset"),
+                "configuration_id": _variable(
+                    ds, "configuration_id", "i8", ("sample",), None, units="1",
+                    long_name="index of the antidot symmetry class (canonical representative)"),
+                "potential_realization": _variable(
+                    ds, "potential_realization", "i4", ("sample",), None, units="1",
+                    long_name="index of the random-potential realisation of this configuration"),
+            }
+            antidot_x = _variable(ds, "antidot_x", "f8", ("sample", "antidot"), None, units="1",
+                                  long_name="antidot centre, site index i across the wire")
+            antidot_y = _variable(ds, "antidot_y", "f8", ("sample", "antidot"), None, units="1",
+                                  long_name="antidot centre, site index k along the wire")
+            potential = _variable(ds, "potential", store, ("sample", "x", "y"), None, units="t",
+                                  long_name="random onsite potential, in units of the hopping t",
+                                  chunks=(1, g.width_sites, g.length_sites))
+            conductance = _variable(ds, "conductance", "f8", ("sample", "field"), None,
+                                    units="e2/h", long_name="two-terminal conductance G(B), "
+                                                            "spinless, in units of e^2/h")
+            image = _variable(ds, "ldos", store, ("sample", "image_x", "y"), None, units="t-1",
+                              long_name="local density of states at B = 0, states per t per "
+                                        "site; 0 on antidot sites and padding",
+                              chunks=(1, image_width, g.length_sites))
+            written = 0
+            for index, sample in enumerate(samples):
+                for attribute, variable in per_sample.items():
+                    variable[index] = getattr(sample, attribute)
+                centres = np.asarray(sample.antidot_centres, dtype=float)
+                antidot_x[index, :] = centres[:, 0]
+                antidot_y[index, :] = centres[:, 1]
+                potential[index] = np.asarray(sample.potential_t).astype(store)
+                conductance[index, :] = sample.conductance
+                image[index] = np.asarray(sample.ldos_per_t).astype(store)
+                written += 1
+            if written != n:
+                raise ValueError(f"expected {n} samples, got {written}")
+            ds.setncatts({**_p2_global_attributes(spec), **(extra_attributes or {})})
+    return Path(path)
+
+
+def read_p2_sample(ds, index):
+    """Sample at position ``index`` of an open P2 file (netCDF4, auto-masking off), as stored."""
+    from .p2 import P2Sample
+
+    return P2Sample(
+        sample_id=int(ds["sample_id"][index]),
+        configuration_id=int(ds["configuration_id"][index]),
+        potential_realization=int(ds["potential_realization"][index]),
+        antidot_centres=np.stack([ds["antidot_x"][index], ds["antidot_y"][index]], axis=-1),
+        potential_t=ds["potential"][index],
+        conductance=ds["conductance"][index],
+        ldos_per_t=ds["ldos"][index])
+
+
+def read_p2_metadata(ds) -> dict:
+    """The keyword arguments of :func:`write_p2_netcdf` beyond the samples, from an open file."""
+    return {"open_channels": np.asarray(ds["open_channels"][:]).tolist()}
+
+
+def _p2_global_attributes(spec) -> dict:
+    g, c = spec.geometry, spec.constraints
+    return {
+        "title": f"mesoinv P2 dataset '{spec.name}': nanowire with two antidots, G(B) and LDOS",
+        "format_version": P2_FORMAT_VERSION,
+        "dataset_name": spec.name,
+        "dataset_kind": "p2_magnetoconductance",
+        "seed": np.int64(spec.seed),
+        "sample_rng": "numpy PCG64(SeedSequence(seed, spawn_key=(sample_id,))); configuration "
+                      "order: permutation from SeedSequence(seed, spawn_key=(0, 0))",
+        "lattice": "square, one orbital per site, a = 1 in site units",
+        "lattice_constant_nm": g.lattice_constant_nm,
+        "width_sites": np.int32(g.width_sites),
+        "length_sites": np.int32(g.length_sites),
+        "antidot_radius_sites": float(g.antidot_radius),
+        "antidot_rule": "site (i, k) removed if (i - cx)^2 + (k - cy)^2 <= r^2",
+        "leads": "lead 0: y < 0, lead 1: y >= length_sites, clean wire of the full width; "
+                 "conductance = transmission from lead 0 to lead 1",
+        "hamiltonian": "onsite 4 + V(i, k), hopping -1 along x, -exp(-2 pi i phi x) along +y "
+                       "(Landau gauge A = (0, B x), x from the wire axis); units of t",
+        "energy_t": spec.energy_t,
+        "potential_amplitude_t": spec.potential_amplitude_t,
+        "potential_distribution": "uniform on [-A/2, A/2] on every site (ignored on antidots)",
+        "realizations_per_configuration": np.int32(spec.realizations),
+        "n_configurations": np.int64(spec.n_configurations),
+        "antidot_margin_x_sites": np.int32(c.margin_x),
+        "antidot_margin_y_sites": np.int32(c.margin_y),
+        "antidot_min_separation_sites": float(c.min_separation),
+        "antidot_half_integer_centres": np.int32(c.half_integer_centres),
+        "ldos_padding_sites": np.int32(spec.ldos_padding_sites),
+        "storage_dtype": spec.storage_dtype,
+        "sample_config_sha256": spec.config_hash,
+        "dataset_config_json": json.dumps(spec.config, sort_keys=True),
+        "code_version": code_version(),
+        "package_versions": json.dumps(package_versions(), sort_keys=True),
+        "Conventions": "CF-1.10 (units and long_name on every variable; t = hopping energy)",
+    }

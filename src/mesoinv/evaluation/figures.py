@@ -1,4 +1,5 @@
-"""Figures a physicist looks at: P1 sample (potential and PLDOS side by side, P1 Fig. 2)."""
+"""Figures a physicist looks at: a P1 sample (potential and PLDOS, P1 Fig. 2) and a P2 sample
+(lattice with antidots, LDOS, G(B); P2 Fig. 1)."""
 
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import xarray as xr  # noqa: E402
 
 from ..datasets.netcdf import atomic_path  # noqa: E402
 
-__all__ = ["plot_p1_sample"]
+__all__ = ["plot_p1_sample", "plot_p2_sample", "plot_sample"]
 
 
 def plot_p1_sample(dataset_path, sample_id: int, output, *, field_index: int = 0):
@@ -73,3 +74,79 @@ def plot_p1_sample(dataset_path, sample_id: int, output, *, field_index: int = 0
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     return output
+
+
+def plot_p2_sample(dataset_path, sample_id: int, output):
+    """Draw the lattice with its antidots, the B = 0 LDOS and G(B) of one P2 sample (P2 Fig. 1).
+
+    Parameters
+    ----------
+    dataset_path : path-like
+        netCDF file written by :func:`mesoinv.datasets.netcdf.write_p2_netcdf`.
+    sample_id : int
+    output : path-like
+        PNG to write (atomically).
+    """
+    with xr.open_dataset(dataset_path) as ds:
+        matches = np.flatnonzero(ds["sample_id"].values == sample_id)
+        if len(matches) == 0:
+            ids = ds["sample_id"].values
+            raise ValueError(f"sample {sample_id} is not in {dataset_path} "
+                             f"(ids {ids.min()}…{ids.max()})")
+        sample = ds.isel(sample=int(matches[0]))
+        image = sample["ldos"].values.astype(float)
+        potential = sample["potential"].values.astype(float)
+        conductance = sample["conductance"].values
+        fields = ds["field"].values
+        centres = np.stack([sample["antidot_x"].values, sample["antidot_y"].values], axis=-1)
+        width, length = int(ds.attrs["width_sites"]), int(ds.attrs["length_sites"])
+        radius = float(ds.attrs["antidot_radius_sites"])
+        pad = int(ds.attrs["ldos_padding_sites"])
+        configuration = int(sample["configuration_id"])
+        realization = int(sample["potential_realization"])
+        amplitude = float(ds.attrs["potential_amplitude_t"])
+        name = ds.attrs["dataset_name"]
+
+    from ..physics.nanowire import NanowireGeometry, removed_mask
+
+    removed = removed_mask(NanowireGeometry(width, length, radius), centres)
+    fig, (ax_l, ax_d, ax_g) = plt.subplots(1, 3, figsize=(13, 4.2), constrained_layout=True,
+                                           gridspec_kw={"width_ratios": [1, 1, 1.4]})
+    lattice = np.where(removed, np.nan, potential)
+    vmax = max(amplitude / 2, 1e-12)
+    shown = ax_l.imshow(lattice.T, origin="lower", cmap="RdBu_r", vmin=-vmax, vmax=vmax,
+                        extent=(-0.5, width - 0.5, -0.5, length - 0.5))
+    fig.colorbar(shown, ax=ax_l, label="random potential V (t)")
+    for cx, cy in centres:
+        ax_l.add_patch(plt.Circle((cx, cy), radius, fill=False, color="k", lw=1.5))
+    ax_l.set_title(f"lattice {width} × {length}, antidots r = {radius:g}\n"
+                   f"configuration {configuration}, realisation {realization}")
+    ax_l.set_xlabel("i (across)")
+    ax_l.set_ylabel("k (along, transport)")
+    shown = ax_d.imshow(image.T, origin="lower", cmap="magma",
+                        extent=(-pad - 0.5, width + pad - 0.5, -0.5, length - 0.5))
+    fig.colorbar(shown, ax=ax_d, label="LDOS (states / t / site)")
+    ax_d.set_title("LDOS at B = 0" + (f" (padded by {pad})" if pad else ""))
+    ax_d.set_xlabel("i (across)")
+    ax_g.plot(fields, conductance, lw=1.2)
+    ax_g.set_xlabel("B (T)")
+    ax_g.set_ylabel("G (e²/h)")
+    ax_g.set_title("magnetoconductance: the quantum fingerprint")
+    ax_g.grid(alpha=0.3)
+    fig.suptitle(f"dataset '{name}', sample {sample_id}")
+    output = Path(output)
+    with atomic_path(output) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return output
+
+
+def plot_sample(dataset_path, sample_id: int, output, **options):
+    """Draw a sample of any dataset kind (dispatch on the file's ``dataset_kind``)."""
+    import netCDF4
+
+    with netCDF4.Dataset(dataset_path) as ds:
+        kind = ds.getncattr("dataset_kind")
+    if kind == "p2_magnetoconductance":
+        return plot_p2_sample(dataset_path, sample_id, output)
+    return plot_p1_sample(dataset_path, sample_id, output, **options)
