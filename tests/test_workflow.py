@@ -68,21 +68,28 @@ def finished_run(tmp_path_factory):
 
 def test_end_to_end_outputs(finished_run):
     results = finished_run / "results"
-    for name, shards in (("p1_varying", 3), ("p1_fixed", 2)):
+    for name, shards in (("p1_varying", 3), ("p1_fixed", 2), ("p2_wire", 3)):
         assert len(list((results / "datasets" / name / "shards").glob("*.nc"))) == shards
         for split in ("train", "val", "test"):
             assert (results / "datasets" / name / f"{name}-{split}.nc").exists()
         manifest = json.loads((results / "datasets" / name / "manifest.json").read_text())
         total = sum(s["samples"] for s in manifest["splits"].values())
-        assert total == {"p1_varying": 10, "p1_fixed": 6}[name]
+        assert total == {"p1_varying": 10, "p1_fixed": 6, "p2_wire": 12}[name]
         validation = json.loads((results / "datasets" / name / "validation.json").read_text())
         assert validation["samples"] == total
         assert (results / "figures" / name / "sample-0.png").read_bytes()[:4] == b"\x89PNG"
-    table = (results / "reports" / "datasets.csv").read_text()
-    assert "p1_varying,train" in table and "p1_fixed,test" in table
+    table = pd.read_csv(results / "reports" / "datasets.csv")
+    assert len(table) == 9 and set(table["kind"]) == {"p1_pldos", "p2_magnetoconductance"}
+    # P2 splits by configuration: the realisations of a class never straddle two splits
+    configurations = {}
+    for split in ("train", "val", "test"):
+        with netCDF4.Dataset(results / "datasets/p2_wire" / f"p2_wire-{split}.nc") as ds:
+            for c in ds["configuration_id"][:].tolist():
+                configurations.setdefault(c, set()).add(split)
+    assert configurations and all(len(s) == 1 for s in configurations.values())
     # logs and benchmarks for every job
-    assert len(list((finished_run / "logs" / "simulate").rglob("*.log"))) == 5
-    assert len(list((finished_run / "logs" / "benchmarks").rglob("*.tsv"))) >= 14
+    assert len(list((finished_run / "logs" / "simulate").rglob("*.log"))) == 8
+    assert len(list((finished_run / "logs" / "benchmarks").rglob("*.tsv"))) >= 22
     # nothing partial left behind
     assert not list(results.rglob(".*partial*")) and not list(results.rglob("*.tmp-*"))
     assert planned_jobs(finished_run) == {}
@@ -129,7 +136,7 @@ def test_rerun_single_targets(finished_run):
     assert dataset_bytes(finished_run) == old_bytes
     # --forcerun <rule> reruns that rule and what depends on it, no simulation
     assert planned_jobs(finished_run, "--forcerun", "split_dataset") == {
-        "split_dataset": 2, "dataset_summary": 1, "all": 1}
+        "split_dataset": 3, "dataset_summary": 1, "all": 1}
 
 
 def test_config_changes_rerun_only_what_they_affect(finished_run, tmp_path):
@@ -161,7 +168,8 @@ def test_config_changes_rerun_only_what_they_affect(finished_run, tmp_path):
 def test_paper_config_dry_run_has_one_job_per_shard(tmp_path):
     jobs = planned_jobs(tmp_path, config=ROOT / "config" / "paper.yaml")
     assert jobs["simulate_p1_shard"] == 72000 // 500 + 88000 // 500 == 320
-    assert jobs["validate_dataset"] == jobs["split_dataset"] == jobs["dataset_definition"] == 2
+    assert jobs["simulate_p2_shard"] == -(-80850 // 500) == 162
+    assert jobs["validate_dataset"] == jobs["split_dataset"] == jobs["dataset_definition"] == 3
 
 
 def test_killed_shard_job_resumes_and_equals_uninterrupted_run(finished_run, tmp_path):
@@ -268,15 +276,15 @@ def test_shard_size_and_ranks_do_not_change_the_datasets(finished_run, tmp_path)
     workdir = tmp_path / "run"
     snakemake(workdir, "--set-resources", "simulate_p1_shard:tasks=2", config=path)
     logs = list((workdir / "logs/simulate").rglob("*.log"))
-    assert len(logs) == 3 and all("computed on 2 ranks" in p.read_text() for p in logs)
+    assert len(logs) == 5 and all("computed on 2 ranks" in p.read_text() for p in logs)
 
     def split_samples(root):
         out = {}
         for path in sorted((root / "results/datasets").glob("*/*-*.nc")):
             with netCDF4.Dataset(path) as ds:
-                for name in ("sample_id", "potential", "pldos", "fourier_coefficient_real",
-                             "fourier_coefficient_imag", "dopant_distance", "rms"):
-                    out[(path.name, name)] = np.asarray(ds[name][:]).tobytes()
+                for name, variable in ds.variables.items():
+                    if "sample" in variable.dimensions:
+                        out[(path.name, name)] = np.asarray(variable[:]).tobytes()
         return out
 
     assert split_samples(workdir) == split_samples(finished_run)
