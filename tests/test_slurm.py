@@ -41,6 +41,8 @@ SLURM_OVERRIDES = [
     # instead of 4 and less memory, so two shards fit the node at once.
     "--set-resources", "simulate_p1_shard:mpi='srun --mpi=pmi2'", "simulate_p1_shard:tasks=2",
     "simulate_p1_shard:cpus_per_task=1", "simulate_p1_shard:mem_mb_per_cpu=500",
+    "simulate_p2_shard:mpi='srun --mpi=pmi2'", "simulate_p2_shard:tasks=2",
+    "simulate_p2_shard:cpus_per_task=1", "simulate_p2_shard:mem_mb_per_cpu=500",
 ]
 
 
@@ -149,7 +151,7 @@ def test_workflow_under_slurm_equals_local_run(runs, slurm_cluster):  # noqa: F8
     assert slurm_files == local_files
 
     # One SLURM job per shard (every shard simulated on the cluster, none locally).
-    shard_jobs = re.findall(r"rule_simulate_p1_shard/\w+/\d+\.log", slurm.log)
+    shard_jobs = re.findall(r"rule_simulate_p[12]_shard/\w+/\d+\.log", slurm.log)
     assert len(shard_jobs) == sum("shards" in p.parts for p in netcdf), shard_jobs
 
     # Sample for sample, bit for bit.
@@ -168,7 +170,7 @@ def shard_jobs_in_queue(cluster):
     """scontrol's records of this cluster's shard jobs (kept MinJobAge = 300 s)."""
     text = cluster.run(["scontrol", "show", "job", "-o"], check=False).stdout
     return [dict(re.findall(r"(\w+)=(\S*)", line)) for line in text.splitlines()
-            if "Comment=rule_simulate_p1_shard" in line]
+            if re.search(r"Comment=rule_simulate_p[12]_shard", line)]
 
 
 def test_mpi_shards_ran_with_two_wired_ranks(runs, slurm_cluster):  # noqa: F811
