@@ -178,6 +178,14 @@ def _check_p2_dataset(key, dataset):
         raise ConfigError(f"{key}.transport.energy_t",
                           f"{energy} t is below the first channel of the {width}-site wire "
                           f"({threshold:.4f} t)")
+    # At a channel threshold a lead mode has zero velocity: Kwant and the fast path then
+    # disagree on the channel count. Keep E away from the clean wire's B = 0 thresholds.
+    for n in range(1, width + 1):
+        edge = 2 * (1 - math.cos(n * math.pi / (width + 1)))
+        if abs(energy - edge) < 1e-6:
+            raise ConfigError(f"{key}.transport.energy_t",
+                              f"{energy} t is at the threshold of channel {n} ({edge:.8f} t) of "
+                              f"the {width}-site wire; move it off the threshold")
     geometry = NanowireGeometry(width_sites=width, length_sites=g["length_sites"],
                                 antidot_radius=float(g["antidot_radius_sites"]),
                                 lattice_constant_nm=float(g["lattice_constant_nm"]))

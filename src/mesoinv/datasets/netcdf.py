@@ -1,4 +1,4 @@
-"""netCDF files of P1 samples (format described in docs/dataset-format.md).
+"""netCDF files of P1 and P2 samples (formats described in docs/dataset-format.md).
 
 Files are written under a temporary name in the destination directory and renamed into place
 only when complete and closed, so a killed job never leaves a plausible-looking partial file.
@@ -16,8 +16,9 @@ import numpy as np
 
 from .. import __version__
 
-__all__ = ["write_p1_netcdf", "read_p1_sample", "read_p1_metadata", "atomic_path",
-           "code_version", "package_versions", "FORMAT_VERSION"]
+__all__ = ["write_p1_netcdf", "read_p1_sample", "read_p1_metadata", "write_p2_netcdf",
+           "read_p2_sample", "read_p2_metadata", "atomic_path", "code_version",
+           "package_versions", "FORMAT_VERSION", "P2_FORMAT_VERSION"]
 
 #: Version of the file layout; bump on any incompatible change of names, dims or units.
 FORMAT_VERSION = "mesoinv-p1-1"
