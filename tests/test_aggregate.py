@@ -160,7 +160,7 @@ def test_splits_partition_the_samples_and_keep_bytes(spec, shards, tmp_path):
 
 
 def test_one_shard_on_two_mpi_ranks_equals_one_rank(spec, shards, tmp_path):
-    # Real MPI (the mpich wheel's mpiexec): 2 ranks share shard 0 through the shared counter.
+    # Real MPI (the mpich wheel's mpiexec): 2 ranks share shard 0 through sample claims.
     mpiexec = Path(sys.executable).with_name("mpiexec")
     out = tmp_path / "two-ranks.nc"
     result = subprocess.run(
