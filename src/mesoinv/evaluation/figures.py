@@ -15,6 +15,16 @@ from ..datasets.netcdf import atomic_path  # noqa: E402
 __all__ = ["plot_p1_sample", "plot_p2_sample", "plot_sample"]
 
 
+def _select_sample(ds, sample_id, path):
+    """The sample with this id (not position) of an open dataset, or a clear error."""
+    ids = ds["sample_id"].values
+    matches = np.flatnonzero(ids == sample_id)
+    if len(matches) == 0:
+        span = f"ids {ids.min()}…{ids.max()}" if len(ids) else "no samples"
+        raise ValueError(f"sample {sample_id} is not in {path} ({span})")
+    return ds.isel(sample=int(matches[0]))
+
+
 def plot_p1_sample(dataset_path, sample_id: int, output, *, field_index: int = 0):
     """Draw the potential (meV and units of t) and the PLDOS of one sample (P1 Fig. 2).
 
@@ -30,12 +40,7 @@ def plot_p1_sample(dataset_path, sample_id: int, output, *, field_index: int = 0
         Which field channel of the PLDOS to draw.
     """
     with xr.open_dataset(dataset_path) as ds:
-        matches = np.flatnonzero(ds["sample_id"].values == sample_id)
-        if len(matches) == 0:
-            ids = ds["sample_id"].values
-            raise ValueError(f"sample {sample_id} is not in {dataset_path} "
-                             f"(ids {ids.min()}…{ids.max()})")
-        sample = ds.isel(sample=int(matches[0]))
+        sample = _select_sample(ds, sample_id, dataset_path)
         potential = sample["potential"].values.astype(float)
         pldos = sample["pldos"].isel(field=field_index).values.astype(float)
         x, y = ds["x"].values, ds["y"].values
@@ -88,12 +93,7 @@ def plot_p2_sample(dataset_path, sample_id: int, output):
         PNG to write (atomically).
     """
     with xr.open_dataset(dataset_path) as ds:
-        matches = np.flatnonzero(ds["sample_id"].values == sample_id)
-        if len(matches) == 0:
-            ids = ds["sample_id"].values
-            raise ValueError(f"sample {sample_id} is not in {dataset_path} "
-                             f"(ids {ids.min()}…{ids.max()})")
-        sample = ds.isel(sample=int(matches[0]))
+        sample = _select_sample(ds, sample_id, dataset_path)
         image = sample["ldos"].values.astype(float)
         potential = sample["potential"].values.astype(float)
         conductance = sample["conductance"].values
