@@ -226,3 +226,21 @@ def test_sample_figure(full_file, tmp_path):
     with pytest.raises(ValueError, match="sample 42"):
         plot_p1_sample(full_file, 42, tmp_path / "none.png")
     assert not (tmp_path / "none.png").exists()
+
+
+def test_skip_then_fail_mode_recomputes_recorded_failures(spec, full_file, tmp_path, monkeypatch):
+    # A run in "skip" mode is killed after recording a failure; the rerun in "fail" mode must
+    # retry that sample (and include it), not silently keep the old record.
+    out = tmp_path / "shard.nc"
+    store = SampleStore(partial_dir_for(out, spec), P1Sample)
+    store.save_failure(1, "recorded by an earlier run")
+    counts = simulate_shard(spec, [0, 1], out, progress=False, on_failure="fail")
+    assert counts["failed"] == {} and counts["computed"] == 2
+    assert raw_bytes(out) == raw_bytes(full_file, ids={0, 1})
+    # in "skip" mode the record stands: the sample is not retried and is left out
+    store.save_failure(1, "recorded by an earlier run")
+    counts = simulate_shard(spec, [0, 1], out, progress=False, on_failure="skip")
+    assert counts["failed"] == {1: "recorded by an earlier run"} and counts["computed"] == 1
+    with netCDF4.Dataset(out) as ds:
+        assert ds["sample_id"][:].tolist() == [0]
+        assert json.loads(ds.failed_samples)[0]["sample_id"] == 1

@@ -292,6 +292,8 @@ def simulate_shard(spec, sample_ids, output, *, comm=None, progress=True,
             started = time.perf_counter()
             try:
                 store.save(_simulate_with_retry(simulator, sample_id))
+                # A failure recorded by an earlier run in "skip" mode no longer holds.
+                store.failure_path(sample_id).unlink(missing_ok=True)
             except RuntimeError as error:
                 if on_failure == "fail":
                     raise
