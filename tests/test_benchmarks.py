@@ -15,7 +15,8 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parent.parent
 RUN = REPO_ROOT / "benchmarks" / "run.py"
 
-P1_TIMINGS = ["p1.a.fast", "p1.b.kwant", "p1.c.rebuild", "p1.d.factor", "p1.d.factor_call",
+P1_TIMINGS = ["p1.a.fast", "p1.b.kwant", "p1.c.rebuild", "p1.d.factor", "p1.d.factor_ldlt",
+              "p1.d.factor_call",
               "p1.d.factor_solve"]
 P1_VALUES = ["p1.config.sites", "p1.config.modes", "p1.config.rms", "p1.setup.build",
              "p1.setup.solver", "p1.ratio.b_over_a", "p1.ratio.c_over_a", "p1.ratio.a_over_d",

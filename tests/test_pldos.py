@@ -140,7 +140,11 @@ def test_qpc_lead_has_three_open_modes(centred):
     solver = PLDOSSolver(fsyst, (geometry.nx, geometry.ny), energy_meV=ENERGY_MEV,
                          hopping_meV=T_MEV)
     assert solver.n_modes == 3
-    assert solver._fields[0].rhs.shape[1] == 3  # one scattering state per open channel
+    assert solver.open_modes == [3]
+    # the LU path (Kwant's bordered system) counts the same channels
+    lu = PLDOSSolver(fsyst, (geometry.nx, geometry.ny), energy_meV=ENERGY_MEV,
+                     hopping_meV=T_MEV, symmetric=False)
+    assert lu.n_modes == 3
     # The same formula for the 30-site drain, checked against Kwant, validates the formula.
     drain_count, _ = _hard_wall_open_modes(geometry.ny, ENERGY_MEV, T_MEV)
     propagating, _ = fsyst.leads[1].modes(
@@ -331,3 +335,20 @@ def test_full_width_qpc_is_a_perfect_ribbon_in_a_uniform_field(field_t):
     image = solver(zero)[0]
     # Reflectionless: no standing wave along x, each column equals the first.
     assert _relative_difference(image, np.broadcast_to(image[:1], image.shape)) < 1e-9
+
+
+def test_symmetric_and_lu_paths_agree_at_zero_field():
+    # B = 0 uses LDLᵀ of the complex-symmetric region matrix; symmetric=False uses the LU of
+    # Kwant's bordered system. Both must equal plain Kwant, and each other, to round-off.
+    geometry = QPCGeometry.from_nm(5, 200, 150, 100)
+    fsyst = make_qpc_system(geometry)
+    rng = np.random.default_rng(11)
+    potential = 2.0 * rng.standard_normal((geometry.nx, geometry.ny))
+    kwargs = dict(energy_meV=ENERGY_MEV, hopping_meV=T_MEV, fluxes_per_plaquette=[0.0])
+    ldlt = PLDOSSolver(fsyst, potential.shape, **kwargs)(potential)[0]
+    lu = PLDOSSolver(fsyst, potential.shape, symmetric=False, **kwargs)(potential)[0]
+    reference = pldos_kwant(fsyst, potential, energy_meV=ENERGY_MEV, hopping_meV=T_MEV)
+    scale = np.max(np.abs(reference))
+    assert np.max(np.abs(ldlt - reference)) <= 1e-9 * scale
+    assert np.max(np.abs(lu - reference)) <= 1e-9 * scale
+    assert np.max(np.abs(ldlt - lu)) <= 1e-11 * scale
