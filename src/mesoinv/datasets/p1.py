@@ -11,7 +11,6 @@ modes inside its own cutoff 3.5/s; its coefficients outside are stored as 0 (the
 enter its potential).
 """
 
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -132,16 +131,6 @@ def draw_disorder(spec: P1DatasetSpec, sample_id: int, modes: FourierModes | Non
     return s, n_d, coefficients
 
 
-#: Fault injection for tests of the failure handling: a comma-separated list of sample ids whose
-#: simulation raises FloatingPointError, as a solver failure would.
-FAULT_INJECTION_VARIABLE = "MESOINV_INJECT_SAMPLE_FAILURES"
-
-
-def _injected_failures() -> set[int]:
-    text = os.environ.get(FAULT_INJECTION_VARIABLE, "")
-    return {int(part) for part in text.split(",") if part.strip()}
-
-
 @dataclass
 class P1Sample:
     """One simulated sample (arrays in float64; units in the names)."""
@@ -166,7 +155,6 @@ class P1Simulator:
 
     def __init__(self, spec: P1DatasetSpec):
         self.spec = spec
-        self._injected_failures = _injected_failures()
         self.modes = spec.modes
         self.system = make_qpc_system(spec.geometry)
         self.solver = PLDOSSolver(
@@ -192,8 +180,6 @@ class P1Simulator:
 
     def simulate(self, sample_id: int) -> P1Sample:
         """Potential and PLDOS of one sample."""
-        if sample_id in self._injected_failures:
-            raise FloatingPointError(f"injected failure ({FAULT_INJECTION_VARIABLE})")
         s, n_d, coefficients, potential = self.potential(sample_id)
         disorder = self.spec.disorder(s, n_d)
         return P1Sample(

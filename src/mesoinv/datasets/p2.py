@@ -18,7 +18,6 @@ train and test.
 """
 
 import functools
-import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,10 +29,6 @@ from ..physics.rgf import lead_self_energies, ldos, transmission
 from .base import ShardedDataset, sample_rng
 
 __all__ = ["P2DatasetSpec", "P2Sample", "P2Simulator"]
-
-#: Fault injection for tests (same variable as P1): sample ids whose simulation raises.
-FAULT_INJECTION_VARIABLE = "MESOINV_INJECT_SAMPLE_FAILURES"
-
 
 @functools.lru_cache(maxsize=8)
 def _classes(geometry: NanowireGeometry, constraints: PairConstraints):
@@ -148,13 +143,9 @@ class P2Simulator:
         width = spec.geometry.width_sites
         self.leads = lead_self_energies(width, spec.fluxes_per_plaquette, energy=spec.energy_t)
         self.leads_zero_field = lead_self_energies(width, [0.0], energy=spec.energy_t)
-        text = os.environ.get(FAULT_INJECTION_VARIABLE, "")
-        self._injected_failures = {int(p) for p in text.split(",") if p.strip()}
 
     def simulate(self, sample_id: int) -> P2Sample:
         """G(B) trace and B = 0 LDOS of one sample."""
-        if sample_id in self._injected_failures:
-            raise FloatingPointError(f"injected failure ({FAULT_INJECTION_VARIABLE})")
         spec = self.spec
         configuration_id, realization = spec.configuration_of(sample_id)
         centres = np.asarray(spec.classes.representatives[configuration_id], dtype=float)

@@ -207,15 +207,32 @@ class _SampleClaims:
         return self.n_items
 
 
-def _simulate_with_retry(simulator, sample_id):
+#: Fault injection for tests of the failure handling, for every dataset kind: a comma-separated
+#: list of sample ids whose simulation raises FloatingPointError at every attempt, as a solver
+#: failure would.
+FAULT_INJECTION_VARIABLE = "MESOINV_INJECT_SAMPLE_FAILURES"
+
+
+def _injected_failures() -> set[int]:
+    text = os.environ.get(FAULT_INJECTION_VARIABLE, "")
+    return {int(part) for part in text.split(",") if part.strip()}
+
+
+def _simulate(simulator, sample_id, injected):
+    if sample_id in injected:
+        raise FloatingPointError(f"injected failure ({FAULT_INJECTION_VARIABLE})")
+    return simulator.simulate(sample_id)
+
+
+def _simulate_with_retry(simulator, sample_id, injected=frozenset()):
     """One retry: a transient failure (e.g. a MUMPS memory error) should not lose a job."""
     try:
-        return simulator.simulate(sample_id)
+        return _simulate(simulator, sample_id, injected)
     except Exception as first:
         log.warning("sample %d failed (%s: %s); retrying once", sample_id,
                     type(first).__name__, first)
         try:
-            return simulator.simulate(sample_id)
+            return _simulate(simulator, sample_id, injected)
         except Exception as second:
             raise RuntimeError(f"sample {sample_id} failed twice: "
                                f"{type(second).__name__}: {second}") from second
@@ -279,6 +296,7 @@ def simulate_shard(spec, sample_ids, output, *, comm=None, progress=True,
     reused = len(ids) - len(todo)
 
     simulator = kind.simulator_class(spec)
+    injected = _injected_failures()
     claims = _SampleClaims(comm, store.directory, len(todo))
     computed = 0
     bar = tqdm(total=len(todo), desc=f"{spec.name} rank {rank}/{size}", unit="sample",
@@ -291,7 +309,7 @@ def simulate_shard(spec, sample_ids, output, *, comm=None, progress=True,
             sample_id = todo[index]
             started = time.perf_counter()
             try:
-                store.save(_simulate_with_retry(simulator, sample_id))
+                store.save(_simulate_with_retry(simulator, sample_id, injected))
                 # A failure recorded by an earlier run in "skip" mode no longer holds.
                 store.failure_path(sample_id).unlink(missing_ok=True)
             except RuntimeError as error:

@@ -15,6 +15,15 @@ from ..datasets.netcdf import atomic_path  # noqa: E402
 __all__ = ["plot_p1_sample", "plot_p2_sample", "plot_sample"]
 
 
+def _save(fig, output) -> Path:
+    """Write a figure as PNG, atomically, and free it."""
+    output = Path(output)
+    with atomic_path(output) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return output
+
+
 def _select_sample(ds, sample_id, path):
     """The sample with this id (not position) of an open dataset, or a clear error."""
     ids = ds["sample_id"].values
@@ -74,11 +83,7 @@ def plot_p1_sample(dataset_path, sample_id: int, output, *, field_index: int = 0
                 lw=4, solid_capstyle="butt", label="QPC")
     ax_v.legend(loc="upper right", fontsize="small")
     fig.suptitle(f"dataset '{name}', sample {sample_id}")
-    output = Path(output)
-    with atomic_path(output) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return output
+    return _save(fig, output)
 
 
 def plot_p2_sample(dataset_path, sample_id: int, output):
@@ -134,11 +139,7 @@ def plot_p2_sample(dataset_path, sample_id: int, output):
     ax_g.set_title("magnetoconductance: the quantum fingerprint")
     ax_g.grid(alpha=0.3)
     fig.suptitle(f"dataset '{name}', sample {sample_id}")
-    output = Path(output)
-    with atomic_path(output) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return output
+    return _save(fig, output)
 
 
 def plot_sample(dataset_path, sample_id: int, output, **options):
