@@ -1,4 +1,5 @@
-"""Command line: ``mesoinv simulate``, ``mesoinv plot-sample``, ``mesoinv check-config``.
+"""Command line: ``mesoinv simulate``, ``plot-sample``, ``check-config``, ``train``, ``predict``,
+``evaluate``.
 
 Examples
 --------
@@ -9,6 +10,11 @@ Simulate samples 5…9 of the demo dataset ``p1_varying`` into one file::
 Draw sample 7 (potential and PLDOS)::
 
     mesoinv plot-sample s.nc --sample-id 7 -o sample7.png
+
+Train a model of the config (splits from results/datasets/), then predict test samples::
+
+    mesoinv train --config config/config.yaml --model p1_rms_xi -o model.pt
+    mesoinv predict model.pt results/datasets/p1_varying/p1_varying-test.nc --ids 0:50 -o p.nc
 """
 
 import argparse
@@ -105,6 +111,77 @@ def _check_config(args):
     print(f"{args.config}: valid")
 
 
+def _train(args):
+    import json
+    import logging
+    from pathlib import Path
+
+    from .training.train import train_model, write_training_outputs
+
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    if args.definition:
+        if args.config or args.model:
+            raise SystemExit("mesoinv train: --definition replaces --config/--model")
+        definition = json.loads(Path(args.definition).read_text())
+    else:
+        if not (args.config and args.model):
+            raise SystemExit("mesoinv train: give --config and --model (or --definition)")
+        config = load_config(args.config)
+        if args.model not in config["models"]:
+            known = ", ".join(sorted(config["models"])) or "none"
+            raise ConfigError(f"models.{args.model}", f"no such model (known: {known})")
+        definition = {**config["models"][args.model], "name": args.model}
+    dataset = definition["dataset"]
+    base = Path("results/datasets") / dataset
+    train = args.train or base / f"{dataset}-train.nc"
+    val = args.val or base / f"{dataset}-val.nc"
+    for path in (train, val):
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"split file {path} does not exist (run the workflow's "
+                                    f"split_dataset for '{dataset}' first)")
+    state = args.state_dir or Path("results/training") / definition["name"]
+    train_model(definition, train_path=train, val_path=val, output=args.output,
+                state_root=state, progress=False if args.no_progress else None,
+                threads=args.threads)
+    out = Path(args.output)
+    write_training_outputs(out, args.metrics_csv or out.with_name("training_metrics.csv"),
+                           args.loss_curve or out.with_name("loss_curve.png"))
+    print(f"wrote {args.output}", file=sys.stderr)
+
+
+def _predict(args):
+    from pathlib import Path
+
+    from .evaluation.predict import predict_dataset, predict_npy
+
+    if Path(args.input).suffix == ".npy":
+        missing = [flag for flag, value in (("--lattice-constant-nm", args.lattice_constant_nm),
+                                            ("--energy-meV", args.energy_meV),
+                                            ("--fields-T", args.fields_T)) if value is None]
+        if missing:
+            raise ValueError(f"a .npy input needs {', '.join(missing)} (the physics of the "
+                             "maps, checked against the model's training data)")
+        if args.ids is not None:
+            raise ValueError("--ids selects samples of a netCDF input, not of a .npy array")
+        path = predict_npy(args.model, args.input, args.output,
+                           lattice_constant_nm=args.lattice_constant_nm,
+                           energy_meV=args.energy_meV, fields_T=args.fields_T,
+                           figure=args.figure)
+    else:
+        path = predict_dataset(args.model, args.input, args.output, ids=args.ids,
+                               figure=args.figure)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def _evaluate(args):
+    from .evaluation.regression import evaluate_parameter_model
+
+    paths = evaluate_parameter_model(args.predictions, args.output_dir)
+    for path in paths.values():
+        print(f"wrote {path}", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mesoinv", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -135,6 +212,38 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("config")
     check.set_defaults(func=_check_config)
+
+    train = sub.add_parser("train", help="train a model of the config (resumes interrupted runs)")
+    train.add_argument("--config", help="workflow config (YAML)")
+    train.add_argument("--model", help="model name in the config's models section")
+    train.add_argument("--definition", help="definition.json written by the workflow "
+                                            "(instead of --config/--model)")
+    train.add_argument("--train", help="training split (default results/datasets/<d>/<d>-train.nc)")
+    train.add_argument("--val", help="validation split (default …/<d>-val.nc)")
+    train.add_argument("--state-dir", help="resumable state (default results/training/<model>)")
+    train.add_argument("-o", "--output", required=True, help="model file to write")
+    train.add_argument("--loss-curve", help="PNG of the loss curve (default beside the model)")
+    train.add_argument("--metrics-csv", help="CSV of the logged losses (default beside the model)")
+    train.add_argument("--threads", type=int, help="CPU threads for torch")
+    train.add_argument("--no-progress", action="store_true", help="log lines, no progress bar")
+    train.set_defaults(func=_train)
+
+    predict = sub.add_parser("predict", help="apply a trained model to PLDOS maps")
+    predict.add_argument("model", help="model file (model.pt)")
+    predict.add_argument("input", help="netCDF file in the dataset format, or a .npy array")
+    predict.add_argument("--ids", type=parse_ids, help="sample ids of a netCDF input")
+    predict.add_argument("--lattice-constant-nm", type=float, help="for a .npy input")
+    predict.add_argument("--energy-meV", type=float, help="Fermi energy, for a .npy input")
+    predict.add_argument("--fields-T", type=float, nargs="+",
+                         help="field of each channel of a .npy input")
+    predict.add_argument("-o", "--output", required=True, help="netCDF predictions to write")
+    predict.add_argument("--figure", help="PNG: first map and predictions (vs truth if known)")
+    predict.set_defaults(func=_predict)
+
+    evaluate = sub.add_parser("evaluate", help="metrics and figures of a predictions file")
+    evaluate.add_argument("predictions", help="netCDF written by mesoinv predict")
+    evaluate.add_argument("--output-dir", required=True)
+    evaluate.set_defaults(func=_evaluate)
     return parser
 
 
@@ -149,7 +258,7 @@ def main(argv=None):
         parser.exit(2, f"mesoinv: MPI launch error: {error}\n")
     except RuntimeError as error:  # e.g. a sample that failed twice, named in the message
         parser.exit(1, f"mesoinv: {error}\n")
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:
         parser.exit(2, f"mesoinv: {error}\n")
 
 

@@ -51,7 +51,8 @@ def _with_defaults(validator_class):
     def set_defaults(validator, properties, instance, schema):
         if isinstance(instance, dict):
             for name, subschema in properties.items():
-                if "default" in subschema and name not in instance:
+                if isinstance(subschema, dict) and "default" in subschema \
+                        and name not in instance:
                     instance[name] = copy.deepcopy(subschema["default"])
         yield from validate_properties(validator, properties, instance, schema)
 
@@ -123,6 +124,8 @@ def validate_config(config: dict) -> dict:
                               f"'{seeds[dataset['seed']]}': their samples would share random "
                               "numbers (correlated datasets); give each dataset its own seed")
         seeds[dataset["seed"]] = name
+    for name, model in config.get("models", {}).items():
+        _check_model(f"models.{name}", model, config["datasets"])
     figure_ids = config.get("figures", {}).get("sample_ids", [])
     for name, dataset in config["datasets"].items():
         for sample_id in figure_ids:
@@ -252,6 +255,51 @@ def _check_p1_dataset(key, dataset):
                           f"at s = {s_max:g} nm the cutoff {cutoff:.4f} nm⁻¹ is below the "
                           f"smallest wave vector 2π/{max(geometry['length_nm'], geometry['width_nm']):g} "
                           "nm of the region: the potential would be zero (enlarge the region)")
+
+
+#: Dataset kind each model kind trains on.
+MODEL_DATASET_KINDS = {"p1_parameter_cnn": "p1_pldos"}
+
+
+def _check_model(key, model, datasets):
+    """What the schema cannot check of a model entry: its dataset, fields and augmentation."""
+    name = model["dataset"]
+    if name not in datasets:
+        raise ConfigError(f"{key}.dataset", f"no dataset '{name}' (known: "
+                                           f"{', '.join(sorted(datasets))})")
+    dataset = datasets[name]
+    wanted = MODEL_DATASET_KINDS[model["kind"]]
+    if dataset["kind"] != wanted:
+        raise ConfigError(f"{key}.dataset", f"a {model['kind']} model trains on a {wanted} "
+                                           f"dataset; '{name}' is {dataset['kind']}")
+    if dataset["splits"]["val"] == 0 and model["early_stopping"] is not None:
+        raise ConfigError(f"{key}.early_stopping", f"dataset '{name}' has no validation split "
+                                                   "to stop on (splits.val = 0)")
+    stored = [float(f) for f in dataset["transport"]["magnetic_fields_T"]]
+    fields = model["inputs"]["fields_T"]
+    if fields is not None:
+        missing = [f for f in fields if float(f) not in stored]
+        if missing:
+            raise ConfigError(f"{key}.inputs.fields_T", f"{missing} T not among the fields "
+                                                        f"{stored} T of dataset '{name}'")
+        if len(set(fields)) != len(fields):
+            raise ConfigError(f"{key}.inputs.fields_T", f"{fields} has duplicates")
+    if model["inputs"]["mirror_augmentation"]:
+        used = stored if fields is None else [float(f) for f in fields]
+        if any(f != 0 for f in used):
+            raise ConfigError(f"{key}.inputs.mirror_augmentation",
+                              f"y -> -y is a symmetry only at B = 0; input fields are {used} T")
+        geometry = dataset["geometry"]
+        a = geometry["lattice_constant_nm"]
+        ny, w = round(geometry["width_nm"] / a), round(geometry["qpc_width_nm"] / a)
+        centre = geometry.get("qpc_center_nm")
+        from .physics.qpc import QPCGeometry  # local import: keeps config loading light
+
+        first_y = QPCGeometry.from_nm(**geometry).qpc_first_y
+        if 2 * first_y + w != ny:
+            raise ConfigError(f"{key}.inputs.mirror_augmentation",
+                              f"the QPC of dataset '{name}' is not centred (qpc_center_nm = "
+                              f"{centre}): y -> -y is no symmetry of the device")
 
 
 def load_config(path) -> dict:

@@ -1,0 +1,52 @@
+"""The loss curve of a training run (train and validation MSE against the optimizer step)."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .figures import _save  # noqa: E402
+
+__all__ = ["plot_loss_curve"]
+
+
+def plot_loss_curve(metrics, output, *, title=""):
+    """Draw training (per step and per epoch) and validation loss from the CSV-logger table.
+
+    Parameters
+    ----------
+    metrics : pandas.DataFrame
+        Columns ``step`` and any of ``train_loss_step``, ``train_loss_epoch``, ``val_loss``,
+        ``run`` (a resumed run starts a new ``run``; resumption points are marked).
+    output : path-like
+        PNG to write.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), constrained_layout=True)
+    styles = {"train_loss_step": dict(color="0.6", lw=0.8, label="train (per step)"),
+              "train_loss_epoch": dict(color="C0", marker="o", label="train (epoch mean)"),
+              "val_loss": dict(color="C1", marker="s", label="validation")}
+    drawn = False
+    for column, style in styles.items():
+        if column in metrics:
+            rows = metrics[["step", column]].dropna()
+            rows = rows.drop_duplicates("step", keep="last").sort_values("step")
+            if len(rows):
+                ax.plot(rows["step"], rows[column], **style)
+                drawn = True
+    if "run" in metrics and metrics["run"].nunique() > 1:
+        for run, rows in metrics.groupby("run"):
+            if run > metrics["run"].min():
+                ax.axvline(rows["step"].min(), color="k", ls=":", lw=0.8)
+        ax.plot([], [], color="k", ls=":", lw=0.8, label="resumed")
+    if drawn:
+        values = metrics.filter(like="loss").to_numpy(dtype=float)
+        if np.nanmin(values) > 0:
+            ax.set_yscale("log")
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no logged loss", ha="center", transform=ax.transAxes)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("MSE of standardised targets (1)")
+    ax.set_title(title, fontsize=9)
+    return _save(fig, output)

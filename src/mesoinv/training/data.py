@@ -1,0 +1,350 @@
+"""Training data from the netCDF split files: normalised PLDOS images and targets.
+
+Three data modes (``data_mode`` in a model's config; docs/models.md):
+
+``stream``
+    Each sample is read from its own chunk of the file when the loader asks for it. The file
+    is opened lazily, once per DataLoader worker process (netCDF/HDF5 handles must never be
+    shared between processes), so any split size works.
+``ram``
+    The split is read once, normalised, and held as one float32 tensor in host memory.
+``device``
+    The same tensor held on the accelerator; batches are gathered there by index, so no
+    loader worker is needed (a paper-scale P1 split, 72,000 × 256 × 192 float32 ≈ 14 GB, fits
+    on one GPU).
+``auto``
+    ``device`` when the split takes less than half the GPU's free memory, else ``ram`` when it
+    takes less than a quarter of the available RAM, else ``stream``.
+
+Mirror augmentation (y → −y) flips a sample's image across the QPC axis with probability 1/2
+in training batches. It is a symmetry of the data only for a centred QPC at B = 0 (the
+config check refuses other cases; tests/test_training.py checks with the simulator that the
+PLDOS of the mirrored potential is the mirrored PLDOS). The scalar targets (s, N_d, rms, ξ)
+are ensemble parameters, unchanged by the mirror.
+"""
+
+import json
+import logging
+import os
+
+import netCDF4
+import numpy as np
+import psutil
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .normalization import ImageNormalization, TargetStandardization
+
+__all__ = ["SplitInfo", "read_split_info", "read_targets", "iter_images", "load_images",
+           "StreamedImages", "ImageDataModule", "DATA_MODES", "choose_data_mode"]
+
+log = logging.getLogger("mesoinv.training")
+
+DATA_MODES = ("auto", "stream", "ram", "device")
+
+#: Global attributes of a P1 file that describe the physics a model is tied to.
+P1_METADATA_KEYS = ("dataset_name", "dataset_kind", "format_version", "lattice_constant_nm", "nx_sites",
+                    "ny_sites", "length_nm", "width_nm", "qpc_first_y_site", "qpc_width_sites",
+                    "energy_meV", "hopping_meV", "effective_mass_kg", "relative_permittivity",
+                    "thomas_fermi_wavevector_per_nm", "cutoff_factor",
+                    "dopant_distance_range_nm", "dopant_density_range_cm2")
+
+
+class SplitInfo:
+    """What a split file holds: sizes, fields, physical metadata, target units."""
+
+    def __init__(self, path, n_samples, fields_T, image_shape, metadata, variable_units,
+                 variable_long_names, split):
+        self.path = str(path)
+        self.n_samples = n_samples
+        self.fields_T = fields_T
+        self.image_shape = image_shape
+        self.metadata = metadata
+        self.variable_units = variable_units
+        self.variable_long_names = variable_long_names
+        self.split = split
+
+    def field_indices(self, fields_T) -> list[int]:
+        """Positions of the requested fields (tesla) in the file; None → all."""
+        if fields_T is None:
+            return list(range(len(self.fields_T)))
+        indices = []
+        for field in fields_T:
+            matches = [i for i, f in enumerate(self.fields_T) if abs(f - float(field)) <= 1e-9]
+            if not matches:
+                raise ValueError(f"{self.path}: no PLDOS at B = {field} T (fields: "
+                                 f"{self.fields_T} T)")
+            indices.append(matches[0])
+        return indices
+
+
+def _attribute(value):
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_split_info(path, variable: str = "pldos") -> SplitInfo:
+    """Read sizes, fields and the physical metadata of a P1 netCDF file."""
+    with netCDF4.Dataset(path) as ds:
+        if variable not in ds.variables:
+            raise ValueError(f"{path}: no variable '{variable}' (is it a P1 PLDOS file?)")
+        attrs = {k: _attribute(ds.getncattr(k)) for k in ds.ncattrs()}
+        metadata = {k: attrs[k] for k in P1_METADATA_KEYS if k in attrs}
+        units = {name: getattr(var, "units", "") for name, var in ds.variables.items()}
+        long_names = {name: getattr(var, "long_name", "") for name, var in ds.variables.items()}
+        shape = ds[variable].shape
+        return SplitInfo(path, int(shape[0]), [float(f) for f in ds["field"][:]],
+                         (int(shape[-2]), int(shape[-1])), metadata, units, long_names,
+                         attrs.get("split", "unknown"))
+
+
+def read_targets(path, names) -> np.ndarray:
+    """Per-sample target variables, shape (samples, len(names)), float64, physical units."""
+    with netCDF4.Dataset(path) as ds:
+        missing = [n for n in names if n not in ds.variables]
+        if missing:
+            raise ValueError(f"{path}: no target variable(s) {missing}")
+        return np.stack([np.asarray(ds[n][:], dtype=np.float64) for n in names], axis=-1)
+
+
+def read_sample_ids(path) -> np.ndarray:
+    with netCDF4.Dataset(path) as ds:
+        return np.asarray(ds["sample_id"][:], dtype=np.int64)
+
+
+def iter_images(path, field_indices, variable: str = "pldos", positions=None):
+    """Yield the stored images ``(channels, nx, ny)`` one sample at a time (float64)."""
+    with netCDF4.Dataset(path) as ds:
+        var = ds[variable]
+        var.set_auto_maskandscale(False)
+        n = var.shape[0]
+        for index in (range(n) if positions is None else positions):
+            yield np.asarray(var[index], dtype=np.float64)[field_indices]
+
+
+def load_images(path, field_indices, normalization: ImageNormalization, variable="pldos",
+                positions=None) -> np.ndarray:
+    """All (or the given) samples, normalised, as one float32 array (samples, c, nx, ny)."""
+    with netCDF4.Dataset(path) as ds:
+        n = ds[variable].shape[0] if positions is None else len(positions)
+        shape = ds[variable].shape[-2:]
+    out = np.empty((n, len(field_indices), *shape), dtype=np.float32)
+    for row, image in enumerate(iter_images(path, field_indices, variable, positions)):
+        out[row] = normalization(image)
+    return out
+
+
+class StreamedImages(Dataset):
+    """Samples read from the file on demand; the handle is opened in the process that reads."""
+
+    def __init__(self, path, field_indices, normalization, targets: np.ndarray,
+                 variable: str = "pldos"):
+        self.path = str(path)
+        self.field_indices = list(field_indices)
+        self.normalization = normalization
+        self.targets = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32))
+        self.variable = variable
+        self._handle = None
+        self._pid = None
+
+    def __len__(self):
+        return len(self.targets)
+
+    def _variable(self):
+        if self._handle is None or self._pid != os.getpid():
+            # A handle inherited from another process (fork) must not be used: open anew.
+            self._handle = netCDF4.Dataset(self.path)
+            self._handle[self.variable].set_auto_maskandscale(False)
+            self._pid = os.getpid()
+        return self._handle[self.variable]
+
+    def __getitem__(self, index):
+        image = np.asarray(self._variable()[index], dtype=np.float64)[self.field_indices]
+        return torch.from_numpy(self.normalization(image)), self.targets[index]
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_handle"], state["_pid"] = None, None
+        return state
+
+
+class _Indices(Dataset):
+    """0 … n−1: the loader of the device mode hands out indices, gathered on the device."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, index):
+        return index
+
+
+def choose_data_mode(requested: str, n_bytes: int, device: torch.device) -> str:
+    """Resolve ``auto`` (see the module docstring); check an explicit ``device`` request."""
+    if requested not in DATA_MODES:
+        raise ValueError(f"unknown data mode {requested!r} (known: {DATA_MODES})")
+    on_gpu = device.type == "cuda"
+    if requested == "device" and not on_gpu:
+        # On the CPU the 'device' is host memory: the same as ram, without workers.
+        return "device"
+    if requested != "auto":
+        return requested
+    if on_gpu:
+        free, _ = torch.cuda.mem_get_info(device)
+        if n_bytes < 0.5 * free:
+            return "device"
+    if n_bytes < 0.25 * psutil.virtual_memory().available:
+        return "ram"
+    return "stream"
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Train/val loaders over P1 split files, with training-split statistics.
+
+    Parameters
+    ----------
+    train_path, val_path : path-like
+        Split files written by the workflow (``<dataset>-train.nc``, ``<dataset>-val.nc``).
+        ``val_path`` may hold zero samples (then no validation runs).
+    targets : list of str
+        Per-sample variables to predict.
+    fields_T : list of float or None
+        Input field channels (tesla); None takes every stored field.
+    transform : str
+        Input normalisation (:data:`mesoinv.training.normalization.INPUT_TRANSFORMS`).
+    batch_size : int
+    data_mode : str
+        One of :data:`DATA_MODES`.
+    num_workers : int or "auto"
+        Loader worker processes. ``auto``: 0 for ``ram`` and ``device`` (the batch is an index
+        into memory), ``max_workers`` for ``stream``.
+    max_workers : int
+        CPUs available per device minus one (never more workers than the job's CPUs).
+    mirror_augmentation : bool
+        Flip training images y → −y with probability 1/2 (see module docstring).
+    variable : str
+        Stored image variable (``pldos``).
+    """
+
+    def __init__(self, train_path, val_path, *, targets, fields_T=None,
+                 transform="standardize", batch_size=32, data_mode="auto", num_workers=0,
+                 mirror_augmentation=False, variable="pldos", max_workers=0):
+        super().__init__()
+        self.train_path, self.val_path = str(train_path), str(val_path)
+        self.targets = list(targets)
+        self.transform = transform
+        self.batch_size = batch_size
+        self.requested_mode = data_mode
+        self.num_workers = num_workers
+        self.max_workers = max_workers
+        self.mirror_augmentation = mirror_augmentation
+        self.variable = variable
+        self.info = read_split_info(self.train_path, variable)
+        if self.info.n_samples == 0:
+            raise ValueError(f"{self.train_path}: the training split is empty")
+        self.val_info = read_split_info(self.val_path, variable)
+        if self.val_info.image_shape != self.info.image_shape:
+            raise ValueError(f"{self.val_path}: images {self.val_info.image_shape} differ from "
+                             f"the training split's {self.info.image_shape}")
+        self.fields_T = self.info.fields_T if fields_T is None else [float(f) for f in fields_T]
+        self.field_indices = self.info.field_indices(fields_T)
+        self.val_field_indices = self.val_info.field_indices(self.fields_T)
+        self.normalization = None
+        self.target_standardization = None
+        self.data_mode = None
+        self._device_data = {}
+
+    # -- statistics (training split only) ------------------------------------------------
+    def fit_statistics(self):
+        """Input and target statistics from the training split (idempotent)."""
+        if self.normalization is None:
+            self.normalization = ImageNormalization.fit(
+                self.transform, iter_images(self.train_path, self.field_indices, self.variable))
+            train_targets = read_targets(self.train_path, self.targets)
+            self.target_standardization = TargetStandardization.fit(
+                self.targets, train_targets,
+                [self.info.variable_units[n] for n in self.targets])
+        return self.normalization, self.target_standardization
+
+    @property
+    def n_bytes(self) -> int:
+        nx, ny = self.info.image_shape
+        n = self.info.n_samples + self.val_info.n_samples
+        return n * len(self.field_indices) * nx * ny * 4
+
+    def setup(self, stage=None):
+        self.fit_statistics()
+        if self.data_mode is not None:
+            return
+        device = (self.trainer.strategy.root_device if self.trainer is not None
+                  else torch.device("cpu"))
+        self.data_mode = choose_data_mode(self.requested_mode, self.n_bytes, device)
+        log.info("data mode %s (%s requested; %.1f MB of float32 images; device %s)",
+                 self.data_mode, self.requested_mode, self.n_bytes / 1e6, device)
+        self._datasets = {}
+        for split, path, indices in (("train", self.train_path, self.field_indices),
+                                     ("val", self.val_path, self.val_field_indices)):
+            targets = self.target_standardization(read_targets(path, self.targets))
+            if self.data_mode == "stream":
+                self._datasets[split] = StreamedImages(path, indices, self.normalization,
+                                                       targets, self.variable)
+                continue
+            images = torch.from_numpy(load_images(path, indices, self.normalization,
+                                                  self.variable))
+            targets = torch.from_numpy(targets)
+            if self.data_mode == "device":
+                self._device_data[split] = (images.to(device), targets.to(device))
+                self._datasets[split] = _Indices(len(targets))
+            else:
+                self._datasets[split] = torch.utils.data.TensorDataset(images, targets)
+
+    def _loader(self, split, shuffle):
+        if self.data_mode == "device":
+            workers = 0
+        elif self.num_workers == "auto":
+            workers = self.max_workers if self.data_mode == "stream" else 0
+        else:
+            workers = min(int(self.num_workers), max(self.max_workers, 0))
+        return DataLoader(self._datasets[split], batch_size=self.batch_size, shuffle=shuffle,
+                          num_workers=workers, persistent_workers=workers > 0,
+                          pin_memory=False, drop_last=False)
+
+    def train_dataloader(self):
+        return self._loader("train", shuffle=True)
+
+    def val_dataloader(self):
+        if len(self._datasets["val"]) == 0:
+            return []
+        return self._loader("val", shuffle=False)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx):
+        trainer = self.trainer
+        training = trainer is not None and trainer.training
+        if self.data_mode == "device":
+            split = "train" if training else "val"
+            images, targets = self._device_data[split]
+            batch = (images[batch], targets[batch])
+        if training and self.mirror_augmentation:
+            images, targets = batch
+            flip = torch.rand(images.shape[0], device=images.device) < 0.5
+            images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+            batch = (images, targets)
+        return batch
+
+    def describe(self) -> dict:
+        """JSON-able summary for the model file and logs."""
+        return {"train_file": self.train_path, "val_file": self.val_path,
+                "n_train": self.info.n_samples, "n_val": self.val_info.n_samples,
+                "data_mode": self.data_mode, "fields_T": self.fields_T,
+                "image_shape": list(self.info.image_shape),
+                "mirror_augmentation": self.mirror_augmentation}
+
+
+def metadata_json(info: SplitInfo) -> str:
+    return json.dumps(info.metadata, sort_keys=True)

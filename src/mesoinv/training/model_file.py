@@ -1,0 +1,147 @@
+"""The trained-model file: everything inference needs, and what it must refuse.
+
+One ``torch.save`` dict (loadable with ``weights_only=True``: tensors, numbers, strings,
+lists, dicts only):
+
+``format_version``      :data:`MODEL_FORMAT_VERSION`; another version is refused.
+``model_name``, ``model_kind``
+``network``             ``{"class": ..., "kwargs": {...}}``: rebuilds the ``nn.Module``.
+``state_dict``          the weights (the best validation checkpoint).
+``inputs``              variable, input fields (T), image shape (sites), transform.
+``input_normalization`` statistics of the training split (:class:`ImageNormalization`).
+``targets``             names, units, training mean and std (:class:`TargetStandardization`).
+``data_metadata``       physics of the training data: lattice constant (nm), region and QPC
+                        (sites), Fermi energy (meV), hopping (meV), effective mass (kg), ...
+``hyperparameters``     the model's config entry as trained.
+``training``            dataset, split sizes and checksums, steps, epochs, best val loss,
+                        seed, versions, the command.
+"""
+
+import hashlib
+import math
+from pathlib import Path
+
+import torch
+
+from ..datasets.netcdf import atomic_path
+from ..models import ParameterCNN
+
+__all__ = ["MODEL_FORMAT_VERSION", "ModelFile", "IncompatibleDataError", "NETWORKS",
+           "save_model_file", "load_model_file", "file_sha256"]
+
+MODEL_FORMAT_VERSION = "mesoinv-model-1"
+
+#: Network classes a model file may name.
+NETWORKS = {"ParameterCNN": ParameterCNN}
+
+#: Physical metadata compared between a model's training data and new input, with units.
+CHECKED_METADATA = {"dataset_kind": None, "lattice_constant_nm": "nm", "energy_meV": "meV",
+                    "effective_mass_kg": "kg", "qpc_first_y_site": "sites",
+                    "qpc_width_sites": "sites"}
+
+
+class IncompatibleDataError(ValueError):
+    """Input data differ from what the model was trained on; the message names the mismatch."""
+
+
+def file_sha256(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_model_file(path, content: dict) -> Path:
+    """Write a model file atomically (``content`` as described in the module docstring)."""
+    content = {"format_version": MODEL_FORMAT_VERSION, **content}
+    with atomic_path(path) as tmp:
+        torch.save(content, tmp)
+    return Path(path)
+
+
+class ModelFile:
+    """A loaded model file. Attributes mirror the keys of the module docstring."""
+
+    def __init__(self, content: dict, path=None):
+        self.content = content
+        self.path = None if path is None else str(path)
+        for key in ("model_name", "model_kind", "network", "state_dict", "inputs",
+                    "input_normalization", "targets", "data_metadata", "hyperparameters",
+                    "training"):
+            setattr(self, key, content[key])
+
+    def build_network(self) -> torch.nn.Module:
+        """The network with its trained weights, in eval mode, on the CPU."""
+        cls = NETWORKS[self.network["class"]]
+        network = cls(**self.network["kwargs"])
+        network.load_state_dict(self.state_dict)
+        return network.eval()
+
+    def check_data(self, *, image_shape, fields_T, metadata: dict, source: str):
+        """Refuse data the model was not trained for.
+
+        Parameters
+        ----------
+        image_shape : (int, int)
+            (nx, ny) of the input maps in sites.
+        fields_T : list of float
+            Fields (tesla) available in the input; the model's input fields must be among them.
+        metadata : dict
+            Physical metadata of the input (keys of ``CHECKED_METADATA`` that are known).
+        source : str
+            Named in the error (a file name).
+
+        Raises
+        ------
+        IncompatibleDataError
+            Naming every mismatch, with the trained value and the given one.
+        """
+        problems = []
+        trained_shape = tuple(self.inputs["image_shape"])
+        if tuple(image_shape) != trained_shape:
+            problems.append(f"map shape {tuple(image_shape)} sites ≠ {trained_shape} sites")
+        missing = [f for f in self.inputs["fields_T"]
+                   if not any(abs(f - float(g)) <= 1e-9 for g in fields_T)]
+        if missing:
+            problems.append(f"field(s) {missing} T missing (input has {list(fields_T)} T)")
+        for key, unit in CHECKED_METADATA.items():
+            if key not in metadata or key not in self.data_metadata:
+                continue
+            trained, given = self.data_metadata[key], metadata[key]
+            if isinstance(trained, str) or isinstance(given, str):
+                same = trained == given
+            else:
+                same = math.isclose(float(trained), float(given), rel_tol=1e-9, abs_tol=0)
+            if not same:
+                problems.append(f"{key} = {given}{' ' + unit if unit else ''} ≠ {trained}"
+                                f"{' ' + unit if unit else ''} (trained)")
+        if problems:
+            raise IncompatibleDataError(
+                f"{source} does not match model '{self.model_name}' (trained on dataset "
+                f"'{self.training.get('dataset')}'): " + "; ".join(problems))
+
+
+def load_model_file(path) -> ModelFile:
+    """Load and check a model file.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        Missing file; not a model file; another format version (named).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle/zip errors: not a torch file at all
+        raise ValueError(f"{path} is not a mesoinv model file ({type(error).__name__}: "
+                         f"{str(error).splitlines()[0][:200]})") from None
+    if not isinstance(content, dict) or "format_version" not in content:
+        raise ValueError(f"{path} is not a mesoinv model file (no format_version)")
+    if content["format_version"] != MODEL_FORMAT_VERSION:
+        raise ValueError(f"{path} has model format {content['format_version']!r}; this "
+                         f"mesoinv reads {MODEL_FORMAT_VERSION!r} (retrain the model, or use "
+                         "the mesoinv version that wrote it)")
+    return ModelFile(content, path)

@@ -1,0 +1,327 @@
+"""Train one model from its config entry: data, network, Lightning trainer, model file.
+
+Resumable state lives in ``<state_dir>/<hash>/`` (checkpoints, CSV logs, SLURM hpc
+checkpoints), outside the workflow's declared outputs, because Snakemake deletes declared
+outputs before it reruns a job (NOTES §7). The hash covers the model's config entry and the
+content checksums of the train and val splits, so a changed hyperparameter or dataset never
+resumes from stale state. On start, the newest of ``hpc_ckpt_*.ckpt`` (written by Lightning
+when SLURM sends the requeue signal) and ``checkpoints/last.ckpt`` (every
+``checkpoint_every_n_steps``) is resumed, and the global step continues from it.
+
+Preemption has one owner: Lightning. Under SLURM it saves an hpc checkpoint and requeues the
+job on SIGURG (``--signal=SIGURG@90`` in profiles/slurm; SIGUSR1 would kill the job-side
+Snakemake); the rule has ``retries: 0``.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.plugins.environments import SLURMEnvironment
+
+from .. import __version__
+from ..datasets.netcdf import atomic_path, code_version, package_versions
+from .data import ImageDataModule
+from .model_file import save_model_file
+from .modules import RegressionModule, count_parameters
+
+__all__ = ["train_model", "available_cpus", "resolve_precision", "resume_checkpoint",
+           "state_directory", "PlainProgressLog"]
+
+log = logging.getLogger("mesoinv.training")
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: the SLURM allocation on the node, else the affinity mask."""
+    if os.environ.get("SLURM_JOB_ID") and os.environ.get("SLURM_CPUS_ON_NODE"):
+        return int(os.environ["SLURM_CPUS_ON_NODE"])
+    return len(os.sched_getaffinity(0))
+
+
+def resolve_precision(requested: str, on_gpu: bool) -> str:
+    """``auto`` → ``bf16-mixed`` on a GPU that supports it, ``32-true`` otherwise."""
+    if requested != "auto":
+        return requested
+    if on_gpu and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def devices_and_strategy():
+    """(accelerator, devices, strategy) from what the job can see.
+
+    Several GPUs → DDP over all of them. Under SLURM, DDP needs one task per GPU launched
+    by ``srun`` (NOTES §7: sbatch alone hangs at initialisation); a mismatch stops here.
+    """
+    gpus = torch.cuda.device_count()
+    if gpus == 0:
+        return "cpu", 1, "auto"
+    if gpus == 1:
+        return "gpu", 1, "auto"
+    tasks = os.environ.get("SLURM_NTASKS")
+    if os.environ.get("SLURM_JOB_ID") and tasks is not None and int(tasks) != gpus:
+        raise RuntimeError(f"the job sees {gpus} GPUs but SLURM_NTASKS={tasks}: DDP under "
+                           "SLURM needs one task per GPU (set tasks equal to gpu in the "
+                           "profile's train_model block), or request one GPU")
+    return "gpu", gpus, "ddp"
+
+
+def _under_slurm_batch() -> bool:
+    return bool(os.environ.get("SLURM_JOB_ID")) and \
+        os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+
+
+def state_directory(state_root, definition: dict, train_path, val_path) -> Path:
+    """``<state_root>/<sha256[:16]>`` of (config entry, train and val split content)."""
+    identity = {"definition": definition,
+                "splits": [_split_identity(train_path), _split_identity(val_path)]}
+    text = json.dumps(identity, sort_keys=True, separators=(",", ":"))
+    return Path(state_root) / hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _split_identity(path) -> str:
+    """The split's content checksum from the dataset's manifest, else its size and mtime."""
+    path = Path(path)
+    manifest = path.parent / "manifest.json"
+    if manifest.is_file():
+        for entry in json.loads(manifest.read_text())["splits"].values():
+            if Path(entry["file"]).name == path.name:
+                return entry["content_sha256"]
+    stat = path.stat()
+    return f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def resume_checkpoint(state_dir) -> Path | None:
+    """The newest of the hpc checkpoints and ``checkpoints/last.ckpt`` (by mtime), or None."""
+    state_dir = Path(state_dir)
+    candidates = list(state_dir.glob("hpc_ckpt_*.ckpt"))
+    last = state_dir / "checkpoints" / "last.ckpt"
+    if last.is_file():
+        candidates.append(last)
+    if not candidates:
+        return None
+    return max(candidates, key=lambda p: p.stat().st_mtime_ns)
+
+
+class PlainProgressLog(Callback):
+    """One log line every ``every_n_steps`` and per epoch, for logs under Snakemake/SLURM."""
+
+    def __init__(self, model_name: str, every_n_steps: int = 50):
+        self.model_name = model_name
+        self.every_n_steps = every_n_steps
+        self._start = None
+        self._samples = 0
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._start, self._samples = time.perf_counter(), 0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._samples += len(batch[1]) if isinstance(batch, (tuple, list)) else len(batch)
+        if trainer.global_step % self.every_n_steps == 0 and trainer.is_global_zero:
+            loss = trainer.callback_metrics.get("train_loss_step")
+            rate = self._samples / max(time.perf_counter() - self._start, 1e-9)
+            log.info("%s: epoch %d step %d train_loss %.5g (%.0f samples/s)", self.model_name,
+                     trainer.current_epoch, trainer.global_step,
+                     float("nan") if loss is None else float(loss), rate)
+
+    def on_validation_epoch_end(self, trainer, pl_module):
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        loss = trainer.callback_metrics.get("val_loss")
+        log.info("%s: epoch %d step %d val_loss %.5g", self.model_name, trainer.current_epoch,
+                 trainer.global_step, float("nan") if loss is None else float(loss))
+
+
+def build_network(kind: str, architecture: dict, image_shape, in_channels: int,
+                  n_outputs: int) -> dict:
+    """``{"class", "kwargs"}`` of the network of a model kind (stored in the model file)."""
+    if kind == "p1_parameter_cnn":
+        return {"class": "ParameterCNN",
+                "kwargs": {"image_shape": list(image_shape), "in_channels": in_channels,
+                           "n_outputs": n_outputs,
+                           "conv_channels": list(architecture["conv_channels"]),
+                           "kernel_size": architecture["kernel_size"],
+                           "dense_units": list(architecture["dense_units"])}}
+    raise ValueError(f"unknown model kind {kind!r}")
+
+
+def train_model(definition: dict, *, train_path, val_path, output, state_root,
+                progress: bool | None = None, threads: int | None = None,
+                log_every_n_steps: int = 50, extra_callbacks=()) -> dict:
+    """Train a model and write its model file.
+
+    Parameters
+    ----------
+    definition : dict
+        The model's validated config entry plus ``name`` (written by the workflow to
+        ``results/models/<name>/definition.json``).
+    train_path, val_path : path-like
+        The dataset's split files.
+    output : path-like
+        The model file (written atomically at the end; see :mod:`.model_file`).
+    state_root : path-like
+        Directory for resumable state (a hashed subdirectory is used, see module docstring).
+    progress : bool, optional
+        Progress bar; default: only when stderr is a terminal (plain log lines otherwise).
+    threads : int, optional
+        torch intra-op threads on the CPU (the rule's ``threads``).
+    extra_callbacks : sequence of Callback
+        Added to the trainer (tests use one to interrupt a run).
+
+    Returns
+    -------
+    dict
+        The ``training`` record stored in the model file.
+    """
+    name, kind = definition["name"], definition["kind"]
+    if threads:
+        torch.set_num_threads(int(threads))
+    pl.seed_everything(definition["seed"], workers=True, verbose=False)
+    accelerator, devices, strategy = devices_and_strategy()
+    precision = resolve_precision(definition["precision"], accelerator == "gpu")
+    if accelerator == "cpu" and precision in ("16-mixed", "bf16-mixed"):
+        log.warning("%s: %s on the CPU is slow and gains nothing; consider 32-true or auto",
+                    name, precision)
+    max_workers = max(0, min(8, available_cpus() // devices - 1))
+    inputs = definition["inputs"]
+    datamodule = ImageDataModule(
+        train_path, val_path, targets=definition["targets"], fields_T=inputs["fields_T"],
+        transform=inputs["transform"], batch_size=definition["batch_size"],
+        data_mode=definition["data_mode"], num_workers=definition["num_workers"],
+        mirror_augmentation=inputs["mirror_augmentation"], variable=inputs["variable"],
+        max_workers=max_workers)
+    normalization, target_standardization = datamodule.fit_statistics()
+    network_spec = build_network(kind, definition["architecture"], datamodule.info.image_shape,
+                                 len(datamodule.field_indices), len(definition["targets"]))
+    network = _network_from_spec(network_spec)
+    module = RegressionModule(network, model_name=name, optimizer=definition["optimizer"])
+
+    state_dir = state_directory(state_root, definition, train_path, val_path)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "definition.json").write_text(json.dumps(definition, indent=2, sort_keys=True))
+    has_val = datamodule.val_info.n_samples > 0
+    checkpoints = state_dir / "checkpoints"
+    last = ModelCheckpoint(dirpath=checkpoints, filename="step-{step}", save_top_k=0,
+                           save_last=True, every_n_train_steps=definition["checkpoint_every_n_steps"],
+                           enable_version_counter=False)
+    callbacks = [last]
+    best = None
+    if has_val:
+        best = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val_loss",
+                               mode="min", save_top_k=1, enable_version_counter=False)
+        callbacks.append(best)
+    if definition["early_stopping"] is not None:
+        callbacks.append(EarlyStopping(monitor="val_loss", mode="min",
+                                       patience=definition["early_stopping"]["patience"],
+                                       min_delta=definition["early_stopping"]["min_delta"]))
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        callbacks.append(PlainProgressLog(name, log_every_n_steps))
+    callbacks.extend(extra_callbacks)
+    plugins = []
+    if _under_slurm_batch():
+        plugins.append(SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGURG))
+    max_steps = definition["max_steps"] if definition["max_steps"] is not None else -1
+    trainer = pl.Trainer(
+        accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
+        max_epochs=definition["max_epochs"], max_steps=max_steps, callbacks=callbacks,
+        logger=CSVLogger(state_dir, name="logs"), default_root_dir=state_dir,
+        plugins=plugins or None, enable_progress_bar=progress,
+        log_every_n_steps=min(log_every_n_steps, 50), deterministic=accelerator == "cpu",
+        num_sanity_val_steps=0, enable_model_summary=False)
+    ckpt_path = resume_checkpoint(state_dir)
+    log.info("%s: %s on %d %s device(s), precision %s, %d parameters; %s", name, kind, devices,
+             accelerator, precision, count_parameters(network),
+             f"resuming from {ckpt_path}" if ckpt_path else "starting from scratch")
+    started = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    seconds = time.perf_counter() - started
+    if trainer.interrupted:
+        raise RuntimeError(f"model '{name}': training was interrupted at step "
+                           f"{trainer.global_step}; rerun to resume from {state_dir}")
+    if not trainer.is_global_zero:
+        return {}
+
+    chosen = "last"
+    best_path = Path(best.best_model_path) if best is not None and best.best_model_path else None
+    if best_path is not None and best_path.is_file():
+        checkpoint = torch.load(best_path, map_location="cpu", weights_only=True)
+        state = {k.removeprefix("network."): v for k, v in checkpoint["state_dict"].items()}
+        network.load_state_dict(state)
+        chosen = f"best val_loss {float(best.best_model_score):.6g} (step {checkpoint['global_step']})"
+    network = network.to("cpu").float()
+    info = datamodule.info
+    training = {
+        "dataset": info.metadata.get("dataset_name", Path(train_path).name),
+        "train_file": str(train_path), "val_file": str(val_path),
+        "n_train": info.n_samples, "n_val": datamodule.val_info.n_samples,
+        "train_split_identity": _split_identity(train_path),
+        "val_split_identity": _split_identity(val_path),
+        "global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch),
+        "weights": chosen, "seconds_this_run": seconds, "resumed_from": str(ckpt_path or ""),
+        "data_mode": datamodule.data_mode, "precision": precision,
+        "accelerator": f"{accelerator} x{devices}", "seed": definition["seed"],
+        "code_version": code_version(), "mesoinv_version": __version__,
+        "torch_version": torch.__version__, "lightning_version": pl.__version__,
+        "package_versions": package_versions(), "state_dir": str(state_dir),
+        "command": " ".join(sys.argv),
+    }
+    metadata = dict(info.metadata)
+    save_model_file(output, {
+        "model_name": name, "model_kind": kind, "network": network_spec,
+        "state_dict": {k: v.detach().clone() for k, v in network.state_dict().items()},
+        "inputs": {"variable": inputs["variable"], "fields_T": datamodule.fields_T,
+                   "image_shape": list(info.image_shape), "transform": inputs["transform"]},
+        "input_normalization": normalization.to_dict(),
+        "targets": {**target_standardization.to_dict(),
+                    "long_names": [info.variable_long_names[n] for n in definition["targets"]]},
+        "data_metadata": metadata, "hyperparameters": definition, "training": training,
+    })
+    log.info("%s: wrote %s after %d steps (%s, %.0f s this run)", name, output,
+             trainer.global_step, chosen, seconds)
+    return training
+
+
+def _network_from_spec(spec):
+    from .model_file import NETWORKS
+
+    return NETWORKS[spec["class"]](**spec["kwargs"])
+
+
+def training_metrics(state_dir) -> "pandas.DataFrame":  # noqa: F821
+    """All CSV-logger metrics of a state directory (every run, resumed ones included), one row
+    per (step, metric set), later runs winning on repeated steps."""
+    import pandas as pd
+
+    frames = []
+    for path in sorted(Path(state_dir).glob("logs/version_*/metrics.csv"),
+                       key=lambda p: int(p.parent.name.split("_")[1])):
+        frame = pd.read_csv(path)
+        frame["run"] = int(path.parent.name.split("_")[1])
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=["step", "epoch", "run"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def write_training_outputs(model_path, metrics_csv, loss_png):
+    """The loss-curve PNG and the merged metrics CSV of a trained model (workflow outputs)."""
+    from ..evaluation.training_curves import plot_loss_curve
+    from .model_file import load_model_file
+
+    model = load_model_file(model_path)
+    table = training_metrics(model.training["state_dir"])
+    with atomic_path(metrics_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    plot_loss_curve(table, loss_png, title=f"{model.model_name} ({model.model_kind}), "
+                                           f"{model.training['n_train']} training samples")
