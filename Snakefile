@@ -22,6 +22,8 @@ include: "workflow/rules/simulate.smk"
 include: "workflow/rules/simulate_p2.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

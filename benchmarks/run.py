@@ -31,13 +31,14 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(_REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(_REPO_ROOT))
 
-from benchmarks import common, p1_pldos, p2_magnetoconductance, workflow  # noqa: E402
+from benchmarks import common, p1_pldos, p2_magnetoconductance, training, workflow  # noqa: E402
 
 #: name → function(quick) returning the group's rows.
 GROUPS = {
     "p1_pldos": p1_pldos.run,
     "p2_magnetoconductance": p2_magnetoconductance.run,
     "workflow": workflow.run,
+    "training": training.run,
 }
 
 DEFAULT_OUTPUT = _REPO_ROOT / "benchmarks" / "results" / "latest.md"

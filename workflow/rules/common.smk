@@ -26,6 +26,7 @@ os.environ["PATH"] = (
 
 wildcard_constraints:
     dataset="[A-Za-z][A-Za-z0-9_]*",
+    model="[A-Za-z][A-Za-z0-9_]*",
     shard=r"\d{5}",
     sample_id=r"\d+",
 
@@ -94,5 +95,43 @@ def figure_files():
     ]
 
 
+def model_definition_param(wildcards):
+    """The model's config entry (defaults filled in) and its name, as canonical JSON."""
+    return canonical_json({**config["models"][wildcards.model], "name": wildcards.model})
+
+
+def model_split(wildcards, split):
+    dataset = config["models"][wildcards.model]["dataset"]
+    return f"results/datasets/{dataset}/{dataset}-{split}.nc"
+
+
+def model_metric_files():
+    return [f"results/evaluation/{name}/metrics.csv" for name in config["models"]]
+
+
+def model_targets():
+    if not config["models"]:
+        return []
+    return (
+        [f"results/models/{name}/loss_curve.png" for name in config["models"]]
+        + [
+            f"results/evaluation/{name}/{figure}"
+            for name in config["models"]
+            for figure in (
+                "predicted_vs_true.png",
+                "error_histograms.png",
+                "error_correlation.png",
+                "prediction-example.png",
+            )
+        ]
+        + ["results/reports/models.html"]
+    )
+
+
 def all_targets():
-    return split_files() + figure_files() + ["results/reports/datasets.html"]
+    return (
+        split_files()
+        + figure_files()
+        + ["results/reports/datasets.html"]
+        + model_targets()
+    )

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["dataset_summary"]
+__all__ = ["dataset_summary", "models_summary"]
 
 
 def dataset_summary(files) -> pd.DataFrame:
@@ -81,3 +81,17 @@ def dataset_summary(files) -> pd.DataFrame:
     provenance = ["size (MB)", "config sha256", "code version", "packages"]
     return table[[c for c in table.columns if c not in provenance]
                  + [c for c in provenance if c in table.columns]]
+
+
+def models_summary(metric_files) -> pd.DataFrame:
+    """Every model's metrics rows (``metrics.csv`` of ``mesoinv evaluate``) in one table.
+
+    Parameters
+    ----------
+    metric_files : iterable of path-like
+        One CSV per model; rows per (target, predictor) with the split and the command.
+    """
+    frames = [pd.read_csv(path) for path in metric_files]
+    if not frames:
+        return pd.DataFrame()
+    return pd.concat(frames, ignore_index=True)

@@ -235,7 +235,10 @@ def train_model(definition: dict, *, train_path, val_path, output, state_root,
     trainer = pl.Trainer(
         accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
         max_epochs=definition["max_epochs"], max_steps=max_steps, callbacks=callbacks,
-        logger=CSVLogger(state_dir, name="logs"), default_root_dir=state_dir,
+        # Logs reach the disk as often as checkpoints, so a killed run keeps its curve.
+        logger=CSVLogger(state_dir, name="logs",
+                         flush_logs_every_n_steps=definition["checkpoint_every_n_steps"]),
+        default_root_dir=state_dir,
         plugins=plugins or None, enable_progress_bar=progress,
         log_every_n_steps=min(log_every_n_steps, 50), deterministic=accelerator == "cpu",
         num_sanity_val_steps=0, enable_model_summary=False)
@@ -272,7 +275,7 @@ def train_model(definition: dict, *, train_path, val_path, output, state_root,
         "data_mode": datamodule.data_mode, "precision": precision,
         "accelerator": f"{accelerator} x{devices}", "seed": definition["seed"],
         "code_version": code_version(), "mesoinv_version": __version__,
-        "torch_version": torch.__version__, "lightning_version": pl.__version__,
+        "torch_version": str(torch.__version__), "lightning_version": str(pl.__version__),
         "package_versions": package_versions(), "state_dir": str(state_dir),
         "command": " ".join(sys.argv),
     }

@@ -1,0 +1,532 @@
+"""Benchmark group "training": the P1 CNN under Lightning vs a plain PyTorch loop, the data
+loaders, and prediction.
+
+Rows (keys are stable; docs/benchmarks.md says what each means):
+
+* ``train.config.*``       the problem: image size, parameters, batch, threads, samples.
+* ``train.a.lightning``    ``Trainer.fit`` of ``RegressionModule(ParameterCNN)`` (ram mode,
+                           logger, checkpoints and progress bar off), steady-state seconds per
+                           optimizer step (timed from the end of warm-up step W to the end of
+                           step W + T by a callback: start-up excluded).
+* ``train.b.plain``        the same network (same initial weights), the same DataLoader (same
+                           seed, so the same batches), Adam, MSE: a plain
+                           ``zero_grad/forward/backward/step`` loop, timed the same way.
+* ``train.e.train_model``  ``mesoinv.training.train.train_model`` (the production path: CSV
+                           logger, checkpoint callbacks, progress log, mirror augmentation),
+                           steady-state seconds per step, timed by an extra callback.
+* ``train.*_rate``         the same as samples/s.
+* ``train.ratio.overhead`` Lightning over plain, in %: target ≤ 5 %.
+* ``train.check.same_losses``  max |loss_Lightning − loss_plain| over the steps of a repeat:
+                           0 when both loops really saw the same batches from the same start.
+* ``train.c.<mode>``       the train DataLoader alone, per batch, in each data mode (stream
+                           with 0 and 1 workers, ram, device; device includes the gather in
+                           ``on_after_batch_transfer``); ``train.ratio.loader_<mode>`` its
+                           throughput over the training throughput (target ≥ 3×).
+* ``train.d.*``            prediction: ``predict_images`` per map (batch 1 on purpose),
+                           ``predict_dataset`` per map (whole command on a file), and a plain
+                           batch-32 forward pass per map for comparison.
+* ``train.paper.*``        the same at P1's 256 × 192 sites (fewer steps).
+
+Training runs, loaders and prediction are interleaved repeat by repeat, so machine load hits
+them alike. Input data: PLDOS maps simulated by ``P1Simulator`` (a few distinct samples,
+repeated with distinct ids to fill the split; the training throughput does not depend on the
+values) written by ``write_p1_netcdf`` in the exact split format.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+try:
+    from .common import REPO_ROOT, Row, Stopwatch, Timings, ratio_row
+except ImportError:  # pragma: no cover - imported as a top-level module
+    from common import REPO_ROOT, Row, Stopwatch, Timings, ratio_row
+
+#: Targets from the issue.
+TARGET_OVERHEAD_PERCENT = 5.0
+TARGET_LOADER_OVER_TRAINING = 3.0
+
+#: The model every row trains: the demo's p1_s_nd (P1 Fig. 9 CNN, Adam 1e-3, MSE).
+MODEL_CONFIG = "config/config.yaml"
+MODEL_NAME = "p1_s_nd"
+
+LOADER_MODES = (("stream0", "stream", 0), ("stream1", "stream", 1), ("ram", "ram", 0),
+                ("device", "device", 0))
+
+
+@dataclass(frozen=True)
+class Config:
+    """Problem size and repeat counts of one part of a run."""
+
+    config_file: str     # P1 dataset spec (geometry, fields) from this config's p1_varying
+    n_unique: int        # distinct simulated samples, repeated to fill the split
+    batch_size: int
+    warmup_steps: int    # W: untimed steps at the start of every training run
+    timed_steps: int     # T: timed steps after warm-up (train split = (W + T) batches)
+    n_repeats: int       # interleaved repeats of every path
+    n_predict: int       # maps per predict repeat
+    loader_modes: tuple = tuple(name for name, _, _ in LOADER_MODES)
+    train_model: bool = True
+    seed: int = 1
+
+
+#: The demo's geometry (config/config.yaml: 64 × 48 sites). ≈ 2 min on the 2-core box.
+DEMO = Config("config/config.yaml", n_unique=32, batch_size=32, warmup_steps=5,
+              timed_steps=30, n_repeats=5, n_predict=160)
+#: P1's geometry (config/paper.yaml: 256 × 192 sites), one line of each kind. ≈ 2 min.
+PAPER = Config("config/paper.yaml", n_unique=4, batch_size=32, warmup_steps=1,
+               timed_steps=4, n_repeats=3, n_predict=24, loader_modes=("stream0", "ram"),
+               train_model=False)
+#: --quick: the test config's 40 × 30 sites, a few steps, one repeat.
+QUICK = Config("config/test.yaml", n_unique=2, batch_size=8, warmup_steps=1, timed_steps=2,
+               n_repeats=1, n_predict=4)
+QUICK_PAPER = Config("config/test.yaml", n_unique=2, batch_size=8, warmup_steps=1,
+                     timed_steps=1, n_repeats=1, n_predict=2,
+                     loader_modes=("stream0", "ram"), train_model=False)
+
+
+def _progress(message: str) -> None:
+    print(f"[training] {message}", file=sys.stderr, flush=True)
+
+
+# -- data -------------------------------------------------------------------------------------
+
+def _write_splits(cfg: Config, directory: Path):
+    """Train and val files in the P1 split format; returns (train, val, spec)."""
+    from dataclasses import replace
+
+    from mesoinv.config import load_config
+    from mesoinv.datasets import P1Simulator, dataset_spec
+    from mesoinv.datasets.netcdf import write_p1_netcdf
+
+    spec = dataset_spec(load_config(REPO_ROOT / cfg.config_file), "p1_varying")
+    simulator = P1Simulator(spec)
+    unique = [simulator.simulate(i) for i in range(cfg.n_unique)]
+
+    def repeated(n, first_id):
+        for k in range(n):
+            yield replace(unique[k % len(unique)], sample_id=first_id + k)
+
+    n_train = (cfg.warmup_steps + cfg.timed_steps) * cfg.batch_size
+    n_val = max(cfg.batch_size, cfg.n_unique)
+    train = directory / "bench-train.nc"
+    val = directory / "bench-val.nc"
+    meta = simulator.file_metadata()
+    write_p1_netcdf(train, spec, _Sized(repeated(n_train, 0), n_train), **meta,
+                    extra_attributes={"split": "train"})
+    write_p1_netcdf(val, spec, _Sized(repeated(n_val, n_train), n_val), **meta,
+                    extra_attributes={"split": "val"})
+    return train, val, spec
+
+
+class _Sized:
+    """A lazy iterable with a length (write_p1_netcdf needs ``len``)."""
+
+    def __init__(self, iterable, n):
+        self.iterable, self.n = iterable, n
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+
+def _model_definition(batch_size: int) -> dict:
+    from mesoinv.config import load_config
+
+    definition = dict(load_config(REPO_ROOT / MODEL_CONFIG)["models"][MODEL_NAME],
+                      name=MODEL_NAME)
+    definition.update(batch_size=batch_size, max_epochs=1, max_steps=None, data_mode="ram",
+                      num_workers=0)
+    return definition
+
+
+def _datamodule(train, val, definition, data_mode, num_workers=0, mirror=False):
+    from mesoinv.training.data import ImageDataModule
+
+    inputs = definition["inputs"]
+    module = ImageDataModule(train, val, targets=definition["targets"],
+                             fields_T=inputs["fields_T"], transform=inputs["transform"],
+                             batch_size=definition["batch_size"], data_mode=data_mode,
+                             num_workers=num_workers, mirror_augmentation=mirror,
+                             variable=inputs["variable"], max_workers=num_workers)
+    module.setup("fit")
+    return module
+
+
+def _network(definition, image_shape, in_channels):
+    from mesoinv.models import ParameterCNN
+
+    arch = definition["architecture"]
+    return ParameterCNN(image_shape, in_channels, len(definition["targets"]),
+                        conv_channels=tuple(arch["conv_channels"]),
+                        kernel_size=arch["kernel_size"], dense_units=tuple(arch["dense_units"]))
+
+
+# -- training ---------------------------------------------------------------------------------
+
+def _steady_state(stamps, warmup, timed):
+    """(wall, cpu) seconds per step between the end of step ``warmup`` and ``warmup + timed``."""
+    (w0, c0), (w1, c1) = stamps[warmup - 1], stamps[warmup + timed - 1]
+    return (w1 - w0) / timed, (c1 - c0) / timed
+
+
+def _step_clock():
+    import pytorch_lightning as pl
+
+    class StepClock(pl.Callback):
+        """Wall and CPU clock and the loss at the end of every training step."""
+
+        def __init__(self):
+            self.stamps, self.losses = [], []
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            self.losses.append(outputs["loss"].item())
+            self.stamps.append((time.perf_counter(), time.process_time()))
+
+    return StepClock()
+
+
+def _lightning_run(cfg, datamodule, network, initial_state, definition):
+    import pytorch_lightning as pl
+    import torch
+
+    from mesoinv.training.modules import RegressionModule
+
+    network.load_state_dict(initial_state)
+    module = RegressionModule(network, model_name=MODEL_NAME,
+                              optimizer=definition["optimizer"])
+    clock = _step_clock()
+    trainer = pl.Trainer(accelerator="cpu", devices=1, precision="32-true",
+                         max_steps=cfg.warmup_steps + cfg.timed_steps, max_epochs=1,
+                         callbacks=[clock], logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         num_sanity_val_steps=0, limit_val_batches=0, deterministic=True)
+    torch.manual_seed(cfg.seed)            # the sampler's permutation: same as the plain loop
+    trainer.fit(module, datamodule=datamodule)
+    return _steady_state(clock.stamps, cfg.warmup_steps, cfg.timed_steps), clock.losses
+
+
+def _plain_run(cfg, datamodule, network, initial_state, definition):
+    import torch
+
+    from mesoinv.training.modules import make_optimizer
+
+    network.load_state_dict(initial_state)
+    network.train()
+    optimizer = make_optimizer(network.parameters(), definition["optimizer"]["name"],
+                               definition["optimizer"]["learning_rate"],
+                               definition["optimizer"].get("weight_decay", 0.0))
+    loss_fn = torch.nn.MSELoss()
+    loader = datamodule.train_dataloader()
+    n_steps = cfg.warmup_steps + cfg.timed_steps
+    stamps, losses = [], []
+    torch.manual_seed(cfg.seed)
+    for step, (inputs, targets) in enumerate(loader):
+        if step == n_steps:
+            break
+        optimizer.zero_grad()
+        loss = loss_fn(network(inputs), targets)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        stamps.append((time.perf_counter(), time.process_time()))
+    return _steady_state(stamps, cfg.warmup_steps, cfg.timed_steps), losses
+
+
+def _train_model_run(cfg, train, val, definition, state_root):
+    """train_model as the workflow calls it; (steady-state step (wall, cpu), whole call)."""
+    from mesoinv.training.train import train_model
+
+    clock = _step_clock()
+    with Stopwatch() as whole:
+        train_model(definition, train_path=train, val_path=val,
+                    output=Path(state_root) / "model.pt", state_root=state_root,
+                    progress=False, threads=1, extra_callbacks=[clock])
+    return _steady_state(clock.stamps, cfg.warmup_steps, cfg.timed_steps), whole
+
+
+# -- loaders ----------------------------------------------------------------------------------
+
+def _loader_pass(loader, datamodule):
+    """(wall, cpu) seconds per batch over one epoch, after 2 untimed batches (worker start-up,
+    first prefetch; 1 for a loader of at most 3 batches)."""
+    skip = 2 if len(loader) > 3 else 1
+    iterator = iter(loader)
+    for _ in range(skip):
+        datamodule.on_after_batch_transfer(next(iterator), 0)
+    count = 0
+    with Stopwatch() as sw:
+        for batch in iterator:
+            datamodule.on_after_batch_transfer(batch, 0)
+            count += 1
+    return sw.seconds / count, sw.cpu_seconds / count
+
+
+# -- prediction -------------------------------------------------------------------------------
+
+def _model_file(path, network, datamodule, definition):
+    from mesoinv.training.model_file import load_model_file, save_model_file
+    from mesoinv.training.train import build_network
+
+    info = datamodule.info
+    spec = build_network(definition["kind"], definition["architecture"], info.image_shape,
+                         len(datamodule.field_indices), len(definition["targets"]))
+    inputs = definition["inputs"]
+    save_model_file(path, {
+        "model_name": MODEL_NAME, "model_kind": definition["kind"], "network": spec,
+        "state_dict": {k: v.detach().clone() for k, v in network.state_dict().items()},
+        "inputs": {"variable": inputs["variable"], "fields_T": datamodule.fields_T,
+                   "image_shape": list(info.image_shape), "transform": inputs["transform"]},
+        "input_normalization": datamodule.normalization.to_dict(),
+        "targets": {**datamodule.target_standardization.to_dict(),
+                    "long_names": [info.variable_long_names[n] for n in definition["targets"]]},
+        "data_metadata": dict(info.metadata), "hyperparameters": definition,
+        "training": {"dataset": "benchmark", "n_train": info.n_samples,
+                     "n_val": datamodule.val_info.n_samples},
+    })
+    return load_model_file(path)
+
+
+def _predict_timings(model, maps, model_path, val_path, out_dir, repeat, batch_size):
+    """(predict_images, predict_dataset, batched forward) per map for one repeat."""
+    import numpy as np
+    import torch
+
+    from mesoinv.evaluation.predict import predict_dataset, predict_images
+    from mesoinv.training.normalization import ImageNormalization
+
+    with Stopwatch() as images_sw:
+        predict_images(model, maps)
+    with Stopwatch() as dataset_sw:
+        predict_dataset(model_path, val_path, out_dir / f"pred-{repeat}.nc")
+    network = model.build_network()
+    normalization = ImageNormalization.from_dict(model.input_normalization)
+    stacked = torch.from_numpy(normalization(np.stack(maps)))
+    with torch.no_grad(), Stopwatch() as batch_sw:
+        for start in range(0, len(stacked), batch_size):
+            network(stacked[start:start + batch_size])
+    return images_sw, dataset_sw, batch_sw
+
+
+# -- one geometry -----------------------------------------------------------------------------
+
+def _measure(cfg: Config, tmp: Path, tag: str):
+    """Every timing of one geometry; returns a dict of Timings and facts."""
+    import torch
+
+    from mesoinv.training.data import iter_images
+
+    definition = _model_definition(cfg.batch_size)
+    _progress(f"{tag}: simulating {cfg.n_unique} samples ({cfg.config_file}) and writing the "
+              "splits")
+    train, val, spec = _write_splits(cfg, tmp)
+    ram = _datamodule(train, val, definition, "ram")
+    image_shape = ram.info.image_shape
+    in_channels = len(ram.field_indices)
+    torch.manual_seed(cfg.seed)
+    network = _network(definition, image_shape, in_channels)
+    initial_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+
+    loaders = {}
+    for name, mode, workers in LOADER_MODES:
+        if name in cfg.loader_modes:
+            module = _datamodule(train, val, definition, mode, workers)
+            module.trainer = SimpleNamespace(training=True)   # on_after_batch_transfer: train
+            loaders[name] = (module, module.train_dataloader())
+
+    maps = list(iter_images(val, ram.val_field_indices))
+    maps = (maps * (cfg.n_predict // len(maps) + 1))[:cfg.n_predict]
+    model_path = tmp / "model.pt"
+    model = _model_file(model_path, network, ram, definition)
+    n_val = ram.val_info.n_samples
+
+    lightning, plain, production, whole_calls = Timings(), Timings(), Timings(), Timings()
+    loader_t = {name: Timings() for name in loaders}
+    pred_images, pred_dataset, pred_batch = Timings(), Timings(), Timings()
+    loss_diffs = []
+    for repeat in range(cfg.n_repeats):
+        _progress(f"{tag}: repeat {repeat + 1}/{cfg.n_repeats}")
+        (wall, cpu), losses_l = _lightning_run(cfg, ram, network, initial_state, definition)
+        lightning.add(wall, cpu)
+        (wall, cpu), losses_p = _plain_run(cfg, ram, network, initial_state, definition)
+        plain.add(wall, cpu)
+        loss_diffs.append(max(abs(a - b) for a, b in zip(losses_l, losses_p))
+                          if len(losses_l) == len(losses_p) else float("inf"))
+        if cfg.train_model:
+            (wall, cpu), whole = _train_model_run(cfg, train, val, definition,
+                                                  tmp / f"state-{repeat}")
+            production.add(wall, cpu)
+            whole_calls.add_watch(whole)
+        for name, (module, loader) in loaders.items():
+            loader_t[name].add(*_loader_pass(loader, module))
+        sw_images, sw_dataset, sw_batch = _predict_timings(
+            model, maps, model_path, val, tmp, repeat, cfg.batch_size)
+        pred_images.add(sw_images.seconds / len(maps), sw_images.cpu_seconds / len(maps))
+        pred_dataset.add(sw_dataset.seconds / n_val, sw_dataset.cpu_seconds / n_val)
+        pred_batch.add(sw_batch.seconds / len(maps), sw_batch.cpu_seconds / len(maps))
+    return SimpleNamespace(
+        cfg=cfg, image_shape=image_shape, in_channels=in_channels,
+        parameters=sum(p.numel() for p in network.parameters()),
+        n_train=ram.info.n_samples, n_val=n_val, lightning=lightning, plain=plain,
+        production=production, whole_calls=whole_calls, loaders=loader_t,
+        pred_images=pred_images, pred_dataset=pred_dataset, pred_batch=pred_batch,
+        loss_diff=max(loss_diffs), n_maps=len(maps), fields=list(spec.magnetic_fields_T))
+
+
+# -- rows -------------------------------------------------------------------------------------
+
+def _rate_row(key, label, per_unit: Timings, count: int, unit: str, note="") -> Row:
+    """Throughput from a per-step (or per-map) timing: value = count / wall median, CPU column
+    = count / CPU median."""
+    return Row(key, label, count / per_unit.median, unit, cpu=count / per_unit.cpu_median,
+               n=len(per_unit.wall), note=note)
+
+
+def _overhead_row(key, label, lightning: Timings, plain: Timings, target=True) -> Row:
+    value = 100.0 * (lightning.cpu_median / plain.cpu_median - 1.0)
+    wall = 100.0 * (lightning.median / plain.median - 1.0)
+    diff_ms = 1e3 * (lightning.cpu_median - plain.cpu_median)
+    return Row(key, label, value, "%",
+               target=f"≤ {TARGET_OVERHEAD_PERCENT:g} %" if target else "",
+               passed=(value <= TARGET_OVERHEAD_PERCENT) if target else None,
+               note=f"CPU medians; wall-clock medians: {wall:+.1f} %; "
+                    f"{diff_ms:+.1f} ms per step")
+
+
+def _loader_ratio(key, label, training: Timings, loader: Timings, workers: int) -> Row:
+    if workers == 0:
+        return ratio_row(key, label, training, loader, target_min=TARGET_LOADER_OVER_TRAINING,
+                         note="loader throughput / training throughput")
+    # With a worker process the batches are made outside this process: its CPU time says
+    # nothing; the wall-clock rate is the throughput.
+    value = training.median / loader.median
+    return Row(key, label, value, "×", target=f"≥ {TARGET_LOADER_OVER_TRAINING:g}×",
+               passed=value >= TARGET_LOADER_OVER_TRAINING,
+               note="wall-clock medians (the worker's CPU time is not this process's)")
+
+
+def _rows(m, prefix: str, paper: bool) -> list[Row]:
+    cfg = m.cfg
+    nx, ny = m.image_shape
+    batch = cfg.batch_size
+    rows: list[Row] = []
+    if not paper:
+        import pytorch_lightning as pl
+        import torch
+
+        rows += [
+            Row(f"{prefix}.config.image", f"input image {nx} × {ny} sites, {m.in_channels} "
+                f"channel(s) (fields {m.fields} T in the file)", nx * ny, "sites"),
+            Row(f"{prefix}.config.parameters", "ParameterCNN parameters (conv 16/32/64, dense "
+                "128/64: the demo's p1_s_nd)", m.parameters, "parameters"),
+            Row(f"{prefix}.config.batch", "batch size (all paths)", batch, "samples"),
+            Row(f"{prefix}.config.threads", "torch intra-op threads", torch.get_num_threads(),
+                "threads", note=f"torch {torch.__version__}, pytorch-lightning "
+                                f"{pl.__version__}"),
+            Row(f"{prefix}.config.steps", "optimizer steps per run: warm-up + timed",
+                cfg.warmup_steps + cfg.timed_steps, "steps",
+                note=f"{cfg.warmup_steps} + {cfg.timed_steps}; train split {m.n_train} "
+                     f"samples = one epoch"),
+        ]
+    else:
+        rows.append(Row(f"{prefix}.config.image", f"input image {nx} × {ny} sites (paper)",
+                        nx * ny, "sites", note=f"steps {cfg.warmup_steps} + "
+                                               f"{cfg.timed_steps}, batch {batch}"))
+    rows += [
+        m.lightning.row(f"{prefix}.a.lightning", "(a) Lightning Trainer.fit, RegressionModule, "
+                        "ram mode: per step", note="steady state; logger, checkpoints, "
+                                                   "progress bar off"),
+        m.plain.row(f"{prefix}.b.plain", "(b) plain loop: zero_grad, forward, MSE, backward, "
+                    "Adam step: per step", note="same initial weights, same DataLoader"),
+    ]
+    if m.production.wall:
+        rows.append(m.production.row(
+            f"{prefix}.e.train_model", "(e) train_model (production path), per step",
+            note=f"CSV logger, checkpoint callbacks, mirror augmentation; whole call "
+                 f"{m.whole_calls.median:.1f} s for {m.n_train} samples + validation"))
+    rows += [
+        _rate_row(f"{prefix}.a.lightning_rate", "(a) Lightning training throughput",
+                  m.lightning, batch, "samples/s"),
+        _rate_row(f"{prefix}.b.plain_rate", "(b) plain-loop training throughput", m.plain,
+                  batch, "samples/s"),
+    ]
+    if m.production.wall:
+        rows.append(_rate_row(f"{prefix}.e.train_model_rate",
+                              "(e) train_model training throughput", m.production, batch,
+                              "samples/s"))
+    rows.append(_overhead_row(f"{prefix}.ratio.overhead", "(a) / (b) − 1: Lightning's "
+                              "overhead per step", m.lightning, m.plain))
+    if m.production.wall:
+        rows.append(_overhead_row(f"{prefix}.ratio.train_model_overhead",
+                                  "(e) / (b) − 1: the production path's overhead",
+                                  m.production, m.plain, target=False))
+    rows.append(Row(f"{prefix}.check.same_losses", "max |loss (a) − loss (b)| over the steps "
+                    "of a repeat", m.loss_diff, "1",
+                    note="0: same batches, same start, same arithmetic"))
+    workers = {name: w for name, _, w in LOADER_MODES}
+    labels = {"stream0": "stream, 0 workers", "stream1": "stream, 1 worker", "ram": "ram",
+              "device": "device (host memory here; gather in on_after_batch_transfer)"}
+    for name, timings in m.loaders.items():
+        rows.append(timings.row(f"{prefix}.c.{name}", f"(c) train loader alone, "
+                                f"{labels[name]}: per batch",
+                                note=f"{batch / timings.median:,.0f} samples/s"))
+    for name, timings in m.loaders.items():
+        rows.append(_loader_ratio(f"{prefix}.ratio.loader_{name}",
+                                  f"(c {name}) / (a): loader over training throughput",
+                                  m.lightning, timings, workers[name]))
+    rows += [
+        m.pred_images.row(f"{prefix}.d.predict_images", "(d) predict_images, per map (batch 1)",
+                          note=f"{1 / m.pred_images.median:,.0f} maps/s; {m.n_maps} maps per "
+                               "call, network build included"),
+        _rate_row(f"{prefix}.d.predict_rate", "(d) predict_images throughput", m.pred_images,
+                  1, "maps/s"),
+        m.pred_dataset.row(f"{prefix}.d.predict_dataset", "(d') predict_dataset on a split "
+                           "file, per map", note=f"{m.n_val} maps: load model, read, predict, "
+                                                 "write netCDF"),
+        m.pred_batch.row(f"{prefix}.d.forward_batch", f"(d'') network forward, batches of "
+                         f"{batch}, per map", note="what batch 1 gives up"),
+    ]
+    return rows
+
+
+def run(quick: bool = False) -> list[Row]:
+    """All training rows. ``quick``: the test geometry, a few steps, one repeat."""
+    import pytorch_lightning  # noqa: F401 - sets its loggers to INFO on import
+    import torch
+
+    # Lightning's start-up chatter (accelerators, tips, SLURM hints) is not a result.
+    levels = {name: logging.getLogger(name).level
+              for name in ("pytorch_lightning", "lightning_fabric")}
+    for name in levels:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    torch.use_deterministic_algorithms(True)    # as train_model does on the CPU, for all paths
+    try:
+        with warnings.catch_warnings(), \
+                tempfile.TemporaryDirectory(prefix="mesoinv-bench-training-") as tmp:
+            warnings.filterwarnings("ignore", module=r"(pytorch_lightning|lightning_fabric)\.")
+            tmp = Path(tmp)
+            (tmp / "demo").mkdir()
+            (tmp / "paper").mkdir()
+            demo = _measure(QUICK if quick else DEMO, tmp / "demo", "demo")
+            paper = _measure(QUICK_PAPER if quick else PAPER, tmp / "paper", "paper")
+            return _rows(demo, "train", paper=False) + _rows(paper, "train.paper", paper=True)
+    finally:
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
+
+

@@ -1,0 +1,85 @@
+# Evaluation stage: predictions on the test split, metrics and figures, a summary of models.
+
+
+rule predict_test_split:
+    # The same function as `mesoinv predict`: its numbers are the evaluation's, bit for bit.
+    input:
+        model="results/models/{model}/model.pt",
+        test=lambda wildcards: model_split(wildcards, "test"),
+    output:
+        predictions="results/evaluation/{model}/predictions-test.nc",
+        figure="results/evaluation/{model}/prediction-example.png",
+    log:
+        "logs/predict/{model}.log",
+    benchmark:
+        "logs/benchmarks/predict/{model}.tsv"
+    conda:
+        "../../envs/mesoinv.yaml"
+    shell:
+        "mesoinv predict {input.model} {input.test} --output {output.predictions}"
+        " --figure {output.figure} > {log} 2>&1"
+
+
+rule evaluate_model:
+    input:
+        "results/evaluation/{model}/predictions-test.nc",
+    output:
+        metrics="results/evaluation/{model}/metrics.csv",
+        paper=report(
+            "results/evaluation/{model}/paper_comparison.csv",
+            caption="../report/paper_comparison.rst",
+            category="Models",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "paper comparison"},
+        ),
+        predicted_vs_true=report(
+            "results/evaluation/{model}/predicted_vs_true.png",
+            caption="../report/predicted_vs_true.rst",
+            category="Models",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "predicted vs true"},
+        ),
+        histograms=report(
+            "results/evaluation/{model}/error_histograms.png",
+            caption="../report/error_histograms.rst",
+            category="Models",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "error histograms"},
+        ),
+        correlation=report(
+            "results/evaluation/{model}/error_correlation.png",
+            caption="../report/error_correlation.rst",
+            category="Models",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "error correlation (Fig. 3)"},
+        ),
+    log:
+        "logs/evaluate/{model}.log",
+    benchmark:
+        "logs/benchmarks/evaluate/{model}.tsv"
+    conda:
+        "../../envs/mesoinv.yaml"
+    shell:
+        "mesoinv evaluate {input} --output-dir results/evaluation/{wildcards.model}"
+        " > {log} 2>&1"
+
+
+rule models_summary:
+    # Every model against its baseline and the paper's numbers (test split).
+    input:
+        metrics=lambda wildcards: model_metric_files(),
+    output:
+        html=report(
+            "results/reports/models.html",
+            caption="../report/models.rst",
+            category="Models",
+        ),
+        csv="results/reports/models.csv",
+    log:
+        "logs/models_summary.log",
+    benchmark:
+        "logs/benchmarks/models_summary.tsv"
+    conda:
+        "../../envs/mesoinv.yaml"
+    script:
+        "../../scripts/models_summary.py"
