@@ -95,6 +95,7 @@ def run(quick: bool) -> list[Row]:
         entry.update(n_samples=n_per_sample, shard_size=1)
         per_sample["datasets"] = {"p1_fixed": entry}
         per_sample["figures"] = {"sample_ids": [0]}
+        per_sample["models"] = {}  # they train on p1_varying, left out here
         path = tmp / "per_sample.yaml"
         path.write_text(yaml.safe_dump(per_sample))
         wall_ps, rss_ps = _dry_run(path, tmp / "per_sample")

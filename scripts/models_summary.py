@@ -3,7 +3,7 @@
 import sys
 
 from mesoinv.datasets.netcdf import atomic_path
-from mesoinv.evaluation.regression import models_summary
+from mesoinv.evaluation.summary import models_summary
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake is injected)
 table = models_summary(snakemake.input.metrics)  # noqa: F821

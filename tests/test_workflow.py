@@ -89,7 +89,19 @@ def test_end_to_end_outputs(finished_run):
     assert configurations and all(len(s) == 1 for s in configurations.values())
     # logs and benchmarks for every job
     assert len(list((finished_run / "logs" / "simulate").rglob("*.log"))) == 8
-    assert len(list((finished_run / "logs" / "benchmarks").rglob("*.tsv"))) == 21  # every job
+    assert len(list((finished_run / "logs" / "benchmarks").rglob("*.tsv"))) == 30  # every job
+    # models: trained, evaluated on the test split against the training-mean baseline
+    for model in ("p1_s_nd", "p1_rms_xi"):
+        assert (results / "models" / model / "model.pt").stat().st_size > 0
+        assert (results / "models" / model / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
+        metrics = pd.read_csv(results / "evaluation" / model / "metrics.csv")
+        assert set(metrics["predictor"]) == {"model", "training_mean"}
+        assert set(metrics["split"]) == {"test"}
+        for figure in ("predicted_vs_true", "error_histograms", "error_correlation"):
+            assert (results / "evaluation" / model / f"{figure}.png").read_bytes()[:4] == \
+                b"\x89PNG"
+    summary = pd.read_csv(results / "reports" / "models.csv")
+    assert set(summary["model"]) == {"p1_s_nd", "p1_rms_xi"}
     # nothing partial left behind
     assert not list(results.rglob(".*partial*")) and not list(results.rglob("*.tmp-*"))
     assert planned_jobs(finished_run) == {}
@@ -135,8 +147,10 @@ def test_rerun_single_targets(finished_run):
     snakemake(finished_run, str(split.relative_to(finished_run)))
     assert dataset_bytes(finished_run) == old_bytes
     # --forcerun <rule> reruns that rule and what depends on it, no simulation
+    # (the models of p1_varying train on its splits: they follow, no simulation does)
     assert planned_jobs(finished_run, "--forcerun", "split_dataset") == {
-        "split_dataset": 3, "dataset_summary": 1, "all": 1}
+        "split_dataset": 3, "dataset_summary": 1, "train_model": 2, "predict_test_split": 2,
+        "evaluate_model": 2, "models_summary": 1, "all": 1}
 
 
 def test_config_changes_rerun_only_what_they_affect(finished_run, tmp_path):
@@ -148,7 +162,8 @@ def test_config_changes_rerun_only_what_they_affect(finished_run, tmp_path):
     path = tmp_path / "splits.yaml"
     path.write_text(yaml.safe_dump(changed))
     assert planned_jobs(finished_run, config=path) == {
-        "validate_dataset": 1, "split_dataset": 1, "dataset_summary": 1, "all": 1}
+        "validate_dataset": 1, "split_dataset": 1, "dataset_summary": 1, "train_model": 2,
+        "predict_test_split": 2, "evaluate_model": 2, "models_summary": 1, "all": 1}
     # Growing the dataset from 10 to 12 samples: only the last, partial shard (ids 8…) reruns.
     grown = json.loads(json.dumps(config))
     grown["datasets"]["p1_varying"]["n_samples"] = 12
@@ -163,6 +178,21 @@ def test_config_changes_rerun_only_what_they_affect(finished_run, tmp_path):
     path.write_text(yaml.safe_dump(reseeded))
     jobs = planned_jobs(finished_run, config=path)
     assert jobs["dataset_definition"] == 1 and jobs["simulate_p1_shard"] == 2
+
+
+def test_model_hyperparameter_change_reruns_only_its_training_and_evaluation(finished_run,
+                                                                             tmp_path):
+    config = json.loads(json.dumps(yaml.safe_load(TEST_CONFIG.read_text())))
+    config["models"]["p1_s_nd"]["optimizer"] = {"learning_rate": 3e-3}
+    path = tmp_path / "lr.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert planned_jobs(finished_run, config=path) == {
+        "model_definition": 1, "train_model": 1, "predict_test_split": 1, "evaluate_model": 1,
+        "models_summary": 1, "all": 1}
+    # Writing a default explicitly changes nothing (definitions hold the defaults filled in).
+    config["models"]["p1_s_nd"]["optimizer"] = {"learning_rate": 1e-3, "name": "adam"}
+    path.write_text(yaml.safe_dump(config))
+    assert planned_jobs(finished_run, config=path) == {}
 
 
 def test_paper_config_dry_run_has_one_job_per_shard(tmp_path):
