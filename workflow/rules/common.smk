@@ -97,7 +97,9 @@ def figure_files():
 
 def model_definition_param(wildcards):
     """The model's config entry (defaults filled in) and its name, as canonical JSON."""
-    return canonical_json({**config["models"][wildcards.model], "name": wildcards.model})
+    return canonical_json(
+        {**config["models"][wildcards.model], "name": wildcards.model}
+    )
 
 
 def model_split(wildcards, split):

@@ -38,13 +38,13 @@ rule train_model:
         "logs/train/{model}.log",
     benchmark:
         "logs/benchmarks/train/{model}.tsv"
-    conda:
-        "../../envs/mesoinv.yaml"
     # Resumable state (checkpoints, SLURM hpc checkpoints, CSV logs) lives in
     # results/training/<model>/<hash>/, NOT in the outputs: Snakemake deletes declared
     # outputs before a rerun. A killed job resumes when the rule reruns; under SLURM,
     # Lightning requeues the job itself (SIGURG), so Snakemake must not retry it too.
     retries: 0
+    conda:
+        "../../envs/mesoinv.yaml"
     threads: max(1, min(workflow.cores, 8))
     resources:
         mem_mb=4000,
