@@ -147,3 +147,46 @@ def test_workflow_rows(quick_report):
         assert rows[key]["status"] in ("PASS", "MISS"), key
     # 1 and 2 ranks must give the same shard, whatever the timings
     assert "byte-identical: yes" in rows["wf.mpi.speedup"]["notes"]
+
+
+TRAIN_TIMINGS = ["train.a.lightning", "train.b.plain", "train.e.train_model",
+                 "train.f.lightning_tiny", "train.f.plain_tiny", "train.c.stream0",
+                 "train.c.stream1", "train.c.ram", "train.c.device", "train.d.predict_images",
+                 "train.d.predict_dataset", "train.d.forward_batch", "train.paper.a.lightning",
+                 "train.paper.b.plain", "train.paper.c.stream0", "train.paper.c.ram",
+                 "train.paper.d.predict_images", "train.paper.d.predict_dataset",
+                 "train.paper.d.forward_batch"]
+TRAIN_VALUES = ["train.config.image", "train.config.parameters", "train.config.batch",
+                "train.config.threads", "train.config.steps", "train.a.lightning_rate",
+                "train.b.plain_rate", "train.e.train_model_rate", "train.d.predict_rate",
+                "train.paper.config.image", "train.paper.a.lightning_rate",
+                "train.paper.b.plain_rate", "train.paper.d.predict_rate"]
+TRAIN_TARGETED = ["train.ratio.overhead", "train.ratio.loader_stream0",
+                  "train.ratio.loader_stream1", "train.ratio.loader_ram",
+                  "train.ratio.loader_device", "train.paper.ratio.overhead",
+                  "train.paper.ratio.loader_stream0", "train.paper.ratio.loader_ram"]
+
+
+def test_training_rows(quick_report):
+    rows = parse_table(quick_report[0])
+    for key in TRAIN_TIMINGS:
+        row = rows[key]
+        assert row["unit"] == "s", key
+        median, minimum = number(row["median / value"]), number(row["min"])
+        assert math.isfinite(median) and median > 0, key
+        assert 0 < minimum <= median, key
+        assert number(row["CPU median"]) > 0, key
+    for key in TRAIN_VALUES:
+        value = number(rows[key]["median / value"])
+        assert math.isfinite(value) and value > 0, key
+    for key in TRAIN_TARGETED:
+        assert rows[key]["target"], key
+        assert rows[key]["status"] in ("PASS", "MISS"), key
+        assert math.isfinite(number(rows[key]["median / value"])), key
+    # Differences of timings: finite, any sign.
+    for key in ("train.ratio.train_model_overhead", "train.f.fixed_cost"):
+        assert math.isfinite(number(rows[key]["median / value"])), key
+    # Lightning and the plain loop saw the same batches from the same weights, whatever the
+    # timings: the comparison is like for like.
+    assert number(rows["train.check.same_losses"]["median / value"]) == 0
+    assert number(rows["train.paper.check.same_losses"]["median / value"]) == 0

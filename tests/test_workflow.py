@@ -208,6 +208,7 @@ def test_killed_shard_job_resumes_and_equals_uninterrupted_run(finished_run, tmp
     config = json.loads(json.dumps(yaml.safe_load(TEST_CONFIG.read_text())))
     config["datasets"] = {"p1_fixed": dict(config["datasets"]["p1_fixed"], n_samples=40,
                                            shard_size=40)}
+    config["models"] = {}  # they train on p1_varying, left out here
     path = tmp_path / "kill.yaml"
     path.write_text(yaml.safe_dump(config))
     workdir = tmp_path / "killed"
@@ -258,6 +259,7 @@ def test_injected_solver_failure(mode, tmp_path):
     config["datasets"] = {"p1_varying": dict(config["datasets"]["p1_varying"],
                                              on_sample_failure=mode)}
     config["figures"] = {"sample_ids": [0]}
+    config["models"] = {}  # the data side alone
     path = tmp_path / f"{mode}.yaml"
     path.write_text(yaml.safe_dump(config))
     workdir = tmp_path / "run"
