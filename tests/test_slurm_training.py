@@ -14,7 +14,9 @@ torch finds no CUDA and trains on the CPU) and ``--signal=SIGURG@90``.
    the job's steps, not the batch shell, exactly the set ``sbatch --signal=SIGURG@90``
    addresses). Lightning saves ``hpc_ckpt_1.ckpt`` and runs ``scontrol requeue``; the job
    keeps its id, is restarted by SLURM, resumes from that checkpoint, and Snakemake (which
-   submitted it once, ``retries: 0``) sees it complete. The step counter continues.
+   submitted it once, ``retries: 0``) sees it complete. The step counter continues. The
+   training process is held with SIGSTOP from its first checkpoint until SIGURG is pending
+   in it, so the signal lands mid-training however fast the machine trains.
 
 SLURM makes a requeued job wait ``cred_expire`` seconds before it may start again (AuthInfo,
 default 120 s; measured here: BeginTime = requeue + 120 s). This module therefore starts its
@@ -26,6 +28,7 @@ import json
 import math
 import os
 import re
+import signal
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -45,9 +48,10 @@ TARGET = f"results/models/{MODEL}/model.pt"
 # Seconds a requeued job waits before it may start again (slurm.conf AuthInfo cred_expire;
 # Slurm's default is 120 s, which alone would double this module's time).
 CRED_EXPIRE_S = 10
-# Epochs of the requeue run: long enough to signal after the first checkpoint (step 2 of 2
-# steps per epoch), short enough to finish quickly after the restart.
-REQUEUE_EPOCHS = 15
+# Epochs of the requeue run (2 steps each): the training is paused at its first checkpoint
+# (step 2) to receive the signal, and the rest runs after the restart (about 1 s on an idle
+# runner, up to a minute on a loaded one).
+REQUEUE_EPOCHS = 40
 # The profile's train_model block, scaled to the small test node (profile: 8 CPUs, 32 GB).
 TEST_NODE_RESOURCES = {"cpus_per_gpu": 2, "mem_mb": 1000}
 
@@ -215,8 +219,9 @@ def _training_state_dir(workdir, epochs):
     return None
 
 
-def _training_process_env(workdir) -> dict:
-    """Environment of the running `mesoinv train` started in workdir (by the SLURM job)."""
+def _training_process(workdir):
+    """(pid, environment) of the running `mesoinv train` started in workdir (by the SLURM
+    job), or (None, {})."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -229,14 +234,41 @@ def _training_process_env(workdir) -> dict:
             pairs = (proc / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
-        return dict(p.decode(errors="replace").split("=", 1) for p in pairs if b"=" in p)
-    return {}
+        env = dict(p.decode(errors="replace").split("=", 1) for p in pairs if b"=" in p)
+        return int(proc.name), env
+    return None, {}
+
+
+def _signal_pending(pid, signum) -> bool:
+    """Whether signum is pending for the (stopped) process pid."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    masks = re.findall(r"^(?:SigPnd|ShdPnd):\s*([0-9a-f]+)$", status, re.M)
+    return any(int(mask, 16) & (1 << (signum - 1)) for mask in masks)
+
+
+def _stopped(pid, timeout=2.0) -> bool:
+    """Wait until pid is in state T (stopped); False if it is gone or does not stop."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if re.search(r"^State:\s+T", Path(f"/proc/{pid}/status").read_text(), re.M):
+                return True
+        except OSError:
+            return False
+        time.sleep(0.005)
+    return False
 
 
 @pytest.fixture(scope="module")
 def requeue_run(gpu_run, cluster):
     """The model retrained for REQUEUE_EPOCHS in gpu_run's directory, with the requeue signal
-    sent to its SLURM job once training is underway."""
+    sent to its SLURM job once training is underway.
+
+    SLURM delivers the signal (``scancel --signal=URG``). To be sure it lands during training
+    whatever the machine's speed (an idle runner trains the whole model in about a second),
+    the training process is paused (SIGSTOP) as soon as its first checkpoint exists, and
+    continued (SIGCONT) once SIGURG is pending in it: the handler then runs at that point.
+    """
     workdir = gpu_run.workdir
     if gpu_run.returncode != 0:
         pytest.skip("the GPU-partition run failed (see its test)")
@@ -254,9 +286,10 @@ def requeue_run(gpu_run, cluster):
     with open(out_path, "w") as out:
         proc = subprocess.Popen(workflow_command(workdir, configfile), cwd=workdir,
                                 env=cluster.env, stdout=out, stderr=subprocess.STDOUT)
+    pid = None
     try:
         deadline = start + 240
-        # 1. Submitted, training underway (first checkpoint written), environment read.
+        # 1. Submitted; the training process found; paused at its first checkpoint.
         while time.monotonic() < deadline and proc.poll() is None:
             if run.job_id is None:
                 ids = train_submissions(out_path.read_text())
@@ -264,17 +297,33 @@ def requeue_run(gpu_run, cluster):
                     run.job_id, run.events["submitted"] = ids[0], now()
             if run.state_dir is None:
                 run.state_dir = _training_state_dir(workdir, REQUEUE_EPOCHS)
-            if run.state_dir is not None and (run.state_dir / "checkpoints" / "last.ckpt").exists():
-                run.events["first checkpoint"] = now()
-                run.train_env = _training_process_env(workdir)
+            elif pid is None:
+                pid, run.train_env = _training_process(workdir)
+            elif (run.state_dir / "checkpoints" / "last.ckpt").exists():
+                try:
+                    os.kill(pid, signal.SIGSTOP)
+                except ProcessLookupError:
+                    run.error = "the training process ended before it could be paused"
+                run.events["first checkpoint, training paused"] = now()
                 break
-            time.sleep(0.1)
+            time.sleep(0.01 if pid else 0.1)
         else:
-            run.error = "no checkpoint before the workflow ended or timed out"
+            run.error = "no training checkpoint before the workflow ended or timed out"
+        if not run.error and not _stopped(pid):
+            run.error = "the training process ended before it could be paused"
+        if not run.error and run.job_id is None:
+            run.error = "no SLURM submission of train_model in Snakemake's output"
         # 2. The requeue signal, as SLURM sends it (all processes of the job's steps).
-        if not run.error and run.job_id is not None:
+        if not run.error:
             cluster.run(["scancel", "--signal=URG", run.job_id])
-            run.events["signal"] = now()
+            run.events["signal sent"] = now()
+            while not _signal_pending(pid, signal.SIGURG):
+                if time.monotonic() > start + 60 + run.events["signal sent"]:
+                    raise RuntimeError("SIGURG from SLURM did not reach the training process")
+                time.sleep(0.01)
+            run.events["signal pending in the training process"] = now()
+            os.kill(pid, signal.SIGCONT)
+            run.events["training continued"] = now()
             last = None
             while time.monotonic() < deadline and proc.poll() is None:
                 if ("hpc checkpoint" not in run.events
@@ -289,9 +338,14 @@ def requeue_run(gpu_run, cluster):
         if proc.poll() is None:
             proc.wait(timeout=max(1, deadline - time.monotonic()))
         run.events["workflow finished"] = now()
-    except subprocess.TimeoutExpired:
-        run.error = run.error or "the workflow did not finish in 240 s"
+    except (subprocess.TimeoutExpired, RuntimeError) as error:
+        run.error = run.error or str(error) or "the workflow did not finish in 240 s"
     finally:
+        if pid is not None:
+            try:
+                os.kill(pid, signal.SIGCONT)  # never leave it stopped
+            except ProcessLookupError:
+                pass
         if proc.poll() is None:
             proc.kill()  # the cluster cancels its jobs at the end of the module
             proc.wait()
@@ -348,7 +402,7 @@ def test_requeue_signal_resumes_training_in_the_same_job(requeue_run, cluster):
     # Lightning's handler saved the hpc checkpoint on the signal.
     hpc = sorted(run.state_dir.glob("hpc_ckpt_*.ckpt"))
     assert [p.name for p in hpc] == ["hpc_ckpt_1.ckpt"], hpc
-    assert run.events["hpc checkpoint"] - run.events["signal"] < 10, run.events
+    assert run.events["hpc checkpoint"] - run.events["training continued"] < 10, run.events
     hpc_step = torch.load(hpc[0], map_location="cpu", weights_only=True)["global_step"]
 
     # The restarted job resumed from it; the step counter continued to the full run's count.
