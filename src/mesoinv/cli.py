@@ -177,7 +177,8 @@ def _predict(args):
 def _evaluate(args):
     from .evaluation.regression import evaluate_parameter_model
 
-    paths = evaluate_parameter_model(args.predictions, args.output_dir)
+    paths = evaluate_parameter_model(args.predictions, args.output_dir,
+                                     dataset_path=args.dataset)
     for path in paths.values():
         print(f"wrote {path}", file=sys.stderr)
 
@@ -243,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="metrics and figures of a predictions file")
     evaluate.add_argument("predictions", help="netCDF written by mesoinv predict")
     evaluate.add_argument("--output-dir", required=True)
+    evaluate.add_argument("--dataset", help="the dataset file predicted (adds the Bayes ceiling "
+                                            "from the true potentials to the metrics)")
     evaluate.set_defaults(func=_evaluate)
     return parser
 

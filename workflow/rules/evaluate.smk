@@ -22,7 +22,9 @@ rule predict_test_split:
 
 rule evaluate_model:
     input:
-        "results/evaluation/{model}/predictions-test.nc",
+        predictions="results/evaluation/{model}/predictions-test.nc",
+        # for the Bayes ceiling: the best estimate from each sample's true potential
+        test=lambda wildcards: model_split(wildcards, "test"),
     output:
         metrics="results/evaluation/{model}/metrics.csv",
         paper=report(
@@ -60,8 +62,8 @@ rule evaluate_model:
     conda:
         "../../envs/mesoinv.yaml"
     shell:
-        "mesoinv evaluate {input} --output-dir results/evaluation/{wildcards.model}"
-        " > {log} 2>&1"
+        "mesoinv evaluate {input.predictions} --dataset {input.test}"
+        " --output-dir results/evaluation/{wildcards.model} > {log} 2>&1"
 
 
 rule models_summary:

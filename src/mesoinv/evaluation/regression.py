@@ -280,13 +280,17 @@ def _error_statistics(predicted, true) -> dict:
                 r2=r2)
 
 
-def regression_metrics(predictions_path) -> pd.DataFrame:
+def regression_metrics(predictions_path, *, references=None) -> pd.DataFrame:
     """Error statistics of the model and of the training-mean baseline, per target.
 
     Parameters
     ----------
     predictions_path : path-like
         Predictions file (``mesoinv-predictions-1``) with at least one ``<target>_true``.
+    references : dict, optional
+        Further predictors, ``{name: (description, {target: values aligned with the file's
+        samples})}``, e.g. the Bayes ceiling of :mod:`mesoinv.evaluation.information`; each
+        adds one row per target it has.
 
     Returns
     -------
@@ -329,7 +333,32 @@ def regression_metrics(predictions_path) -> pd.DataFrame:
         rows.append({**common, "predictor": "training_mean",
                      **_error_statistics(baseline, true), **tail,
                      "baseline": BASELINE_DESCRIPTION, "command": p.command})
+        for name, (description, values) in (references or {}).items():
+            if target in values:
+                rows.append({**common, "predictor": name,
+                             **_error_statistics(np.asarray(values[target], float), true),
+                             **tail, "baseline": description, "command": p.command})
     return pd.DataFrame(rows)
+
+
+def posterior_references(predictions_path, dataset_path) -> dict:
+    """The Bayes ceiling (:func:`mesoinv.evaluation.information.potential_posterior_means`)
+    for the samples and targets of a predictions file, from the dataset file they came from."""
+    from .information import POSTERIOR_DESCRIPTION, POSTERIOR_TARGETS, \
+        potential_posterior_means
+
+    p = read_predictions(predictions_path)
+    targets = [t for t in p.evaluated if t in POSTERIOR_TARGETS]
+    if not targets:
+        return {}
+    ids, means = potential_posterior_means(dataset_path, targets)
+    where = {int(i): k for k, i in enumerate(ids)}
+    missing = [int(i) for i in p.sample_id if int(i) not in where]
+    if missing:
+        raise ValueError(f"{dataset_path} lacks sample(s) {missing[:10]} of {predictions_path}")
+    rows = [where[int(i)] for i in p.sample_id]
+    return {"potential_posterior": (POSTERIOR_DESCRIPTION,
+                                    {t: means[rows, k] for k, t in enumerate(targets)})}
 
 
 def paper_comparison(metrics: pd.DataFrame) -> pd.DataFrame:
@@ -755,7 +784,7 @@ def plot_error_histograms(predictions_path, output) -> Path:
 
 
 # -- everything ---------------------------------------------------------------------------
-def evaluate_parameter_model(predictions_path, output_dir) -> dict:
+def evaluate_parameter_model(predictions_path, output_dir, *, dataset_path=None) -> dict:
     """Metrics, the paper comparison and the figures of one predictions file.
 
     Writes, atomically, into ``output_dir`` (created if needed):
@@ -778,6 +807,9 @@ def evaluate_parameter_model(predictions_path, output_dir) -> dict:
         Predictions file (``mesoinv-predictions-1``) with at least one ``<target>_true``.
     output_dir : path-like
         Directory for the five files.
+    dataset_path : path-like, optional
+        The dataset file the predictions were made on: adds the rows of the Bayes ceiling
+        (predictor ``potential_posterior``) to ``metrics.csv``.
 
     Returns
     -------
@@ -791,7 +823,9 @@ def evaluate_parameter_model(predictions_path, output_dir) -> dict:
         The file has no ``<target>_true`` variable (before anything is written).
     """
     output_dir = Path(output_dir)
-    metrics = regression_metrics(predictions_path)
+    references = ({} if dataset_path is None
+                  else posterior_references(predictions_path, dataset_path))
+    metrics = regression_metrics(predictions_path, references=references)
     comparison = paper_comparison(metrics)
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {"metrics": output_dir / "metrics.csv",
