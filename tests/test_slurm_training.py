@@ -205,6 +205,8 @@ class RequeueRun:
     events: dict = field(default_factory=dict)   # name -> monotonic seconds since start
     states: list = field(default_factory=list)   # (seconds, JobState, Restarts, EligibleTime)
     job: dict = field(default_factory=dict)
+    # resumable checkpoints left by the first attempt: {name: (mtime_ns, global_step)}
+    checkpoints: dict = field(default_factory=dict)
     error: str = ""
 
 
@@ -237,6 +239,14 @@ def _training_process(workdir):
         env = dict(p.decode(errors="replace").split("=", 1) for p in pairs if b"=" in p)
         return int(proc.name), env
     return None, {}
+
+
+def _checkpoints(state_dir) -> dict:
+    """{relative path: (mtime_ns, global_step)} of the checkpoints train.py may resume from."""
+    paths = [*state_dir.glob("hpc_ckpt_*.ckpt"), state_dir / "checkpoints" / "last.ckpt"]
+    return {str(p.relative_to(state_dir)): (p.stat().st_mtime_ns, torch.load(
+                p, map_location="cpu", weights_only=True)["global_step"])
+            for p in paths if p.is_file()}
 
 
 def _signal_pending(pid, signum) -> bool:
@@ -297,9 +307,9 @@ def requeue_run(gpu_run, cluster):
                     run.job_id, run.events["submitted"] = ids[0], now()
             if run.state_dir is None:
                 run.state_dir = _training_state_dir(workdir, REQUEUE_EPOCHS)
-            elif pid is None:
+            if run.state_dir is not None and pid is None:
                 pid, run.train_env = _training_process(workdir)
-            elif (run.state_dir / "checkpoints" / "last.ckpt").exists():
+            if pid is not None and (run.state_dir / "checkpoints" / "last.ckpt").exists():
                 try:
                     os.kill(pid, signal.SIGSTOP)
                 except ProcessLookupError:
@@ -334,6 +344,8 @@ def requeue_run(gpu_run, cluster):
                 if current != last and current[0] is not None:
                     run.states.append((now(), *current))
                     last = current
+                if current[:2] == ("PENDING", "1") and not run.checkpoints:
+                    run.checkpoints = _checkpoints(run.state_dir)  # first attempt is over
                 time.sleep(0.25)
         if proc.poll() is None:
             proc.wait(timeout=max(1, deadline - time.monotonic()))
@@ -360,6 +372,8 @@ def requeue_run(gpu_run, cluster):
 def _print_requeue_timings(run):
     events = run.events
     lines = [f"[requeue run] {name} at {t:.1f} s" for name, t in events.items()]
+    lines += [f"[requeue run] left by the first attempt: {name} (global step {step})"
+              for name, (_, step) in sorted(run.checkpoints.items(), key=lambda kv: kv[1])]
     lines += [f"[requeue run]   job {run.job_id} {state} (Restarts={restarts}, "
               f"EligibleTime={eligible}) at {t:.1f} s"
               for t, state, restarts, eligible in run.states]
@@ -399,24 +413,30 @@ def test_requeue_signal_resumes_training_in_the_same_job(requeue_run, cluster):
     assert ("PENDING", "1") in seen and ("RUNNING", "1") in seen, run.states
     assert seen.index(("PENDING", "1")) < seen.index(("RUNNING", "1")), run.states
 
-    # Lightning's handler saved the hpc checkpoint on the signal.
+    # Lightning's handler saved the hpc checkpoint on the signal, mid-training.
     hpc = sorted(run.state_dir.glob("hpc_ckpt_*.ckpt"))
     assert [p.name for p in hpc] == ["hpc_ckpt_1.ckpt"], hpc
     assert run.events["hpc checkpoint"] - run.events["training continued"] < 10, run.events
-    hpc_step = torch.load(hpc[0], map_location="cpu", weights_only=True)["global_step"]
-
-    # The restarted job resumed from it; the step counter continued to the full run's count.
     model = load_model(run.workdir)
     training = model["training"]
     batch_size = model["hyperparameters"]["batch_size"]
     full_run_steps = REQUEUE_EPOCHS * math.ceil(training["n_train"] / batch_size)
+    hpc_step = run.checkpoints["hpc_ckpt_1.ckpt"][1]
+    assert 0 < hpc_step < full_run_steps, run.checkpoints
+
+    # The restarted job resumed from the newest checkpoint of the first attempt (train.py's
+    # rule): the hpc checkpoint, unless the training wrote checkpoints/last.ckpt between the
+    # signal and SLURM's SIGTERM (Lightning keeps training until then) - more progress, not
+    # less. The step counter continued from it to the full run's count.
+    newest = max(run.checkpoints, key=lambda name: run.checkpoints[name][0])
     assert Path(training["state_dir"]).name == run.state_dir.name, training
-    assert Path(training["resumed_from"]).name == "hpc_ckpt_1.ckpt", training
-    assert 0 < hpc_step < full_run_steps, hpc_step
+    resumed = Path(training["resumed_from"])
+    assert resumed.parts[-len(Path(newest).parts):] == Path(newest).parts, (training, newest)
+    assert run.checkpoints[newest][1] >= hpc_step, run.checkpoints
     assert training["global_step"] == full_run_steps, (training["global_step"], full_run_steps)
     assert training["epochs"] == REQUEUE_EPOCHS, training
     train_log = (run.workdir / "logs" / "train" / f"{MODEL}.log").read_text()
-    assert re.search(r"resuming from \S*hpc_ckpt_1\.ckpt", train_log), train_log
+    assert re.search(rf"resuming from \S*{re.escape(newest)}", train_log), train_log
     # Two attempts logged (Lightning's CSV logger: version_0 before, version_1 after).
     versions = sorted(p.name for p in (run.state_dir / "logs").glob("version_*"))
     assert versions == ["version_0", "version_1"], versions
