@@ -13,15 +13,16 @@ torch finds no CUDA and trains on the CPU) and ``--signal=SIGURG@90``.
    sent the way SLURM's warning signal is (``scancel --signal=URG <job>``: every process of
    the job's steps, not the batch shell, exactly the set ``sbatch --signal=SIGURG@90``
    addresses). Lightning saves ``hpc_ckpt_1.ckpt`` and runs ``scontrol requeue``; the job
-   keeps its id, is restarted by SLURM, resumes from that checkpoint, and Snakemake (which
-   submitted it once, ``retries: 0``) sees it complete. The step counter continues. The
+   keeps its id, is restarted by SLURM and resumes from the newest checkpoint (that one, or a
+   ``last.ckpt`` written before SLURM's SIGTERM stopped the first attempt), and Snakemake
+   (which submitted it once, ``retries: 0``) sees it complete. The step counter continues. The
    training process is held with SIGSTOP from its first checkpoint until SIGURG is pending
    in it, so the signal lands mid-training however fast the machine trains.
 
 SLURM makes a requeued job wait ``cred_expire`` seconds before it may start again (AuthInfo,
 default 120 s; measured here: BeginTime = requeue + 120 s). This module therefore starts its
-own cluster, identical to the session fixture's but with ``cred_expire=10``, so that the
-module stays under 4 minutes.
+own cluster, identical to the session fixture's but with ``cred_expire=5`` and a scheduling
+pass every 2 s, so that the module stays under 4 minutes.
 """
 
 import json
@@ -47,7 +48,7 @@ MODEL = "p1_s_nd"
 TARGET = f"results/models/{MODEL}/model.pt"
 # Seconds a requeued job waits before it may start again (slurm.conf AuthInfo cred_expire;
 # Slurm's default is 120 s, which alone would double this module's time).
-CRED_EXPIRE_S = 10
+CRED_EXPIRE_S = 5
 # Epochs of the requeue run (2 steps each): the training is paused at its first checkpoint
 # (step 2) to receive the signal, and the rest runs after the restart (about 1 s on an idle
 # runner, up to a minute on a loaded one).
@@ -57,7 +58,10 @@ TEST_NODE_RESOURCES = {"cpus_per_gpu": 2, "mem_mb": 1000}
 
 
 class ShortRequeueCluster(SlurmCluster):
-    """The session fixture's cluster with ``AuthInfo=...,cred_expire=CRED_EXPIRE_S``."""
+    """The session fixture's cluster, with a requeued job restarted within seconds:
+    ``AuthInfo=...,cred_expire=CRED_EXPIRE_S`` (the wait before a requeued job is eligible)
+    and a scheduling pass every 2 s (``sched_interval``, default 60 s; backfill every 30 s):
+    without it the eligible job waited up to 25 s more."""
 
     def _write_config(self) -> None:
         super()._write_config()
@@ -65,7 +69,8 @@ class ShortRequeueCluster(SlurmCluster):
         text, count = re.subn(r"^(AuthInfo=\S+)$", rf"\1,cred_expire={CRED_EXPIRE_S}", text,
                               flags=re.M)
         assert count == 1, "no AuthInfo line in the cluster's slurm.conf"
-        self.conf.write_text(text)
+        assert "SchedulerParameters" not in text
+        self.conf.write_text(text + "SchedulerParameters=sched_interval=2\n")
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +256,10 @@ def _checkpoints(state_dir) -> dict:
 
 def _signal_pending(pid, signum) -> bool:
     """Whether signum is pending for the (stopped) process pid."""
-    status = Path(f"/proc/{pid}/status").read_text()
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        raise RuntimeError("the paused training process is gone") from None
     masks = re.findall(r"^(?:SigPnd|ShdPnd):\s*([0-9a-f]+)$", status, re.M)
     return any(int(mask, 16) & (1 << (signum - 1)) for mask in masks)
 
@@ -421,6 +429,7 @@ def test_requeue_signal_resumes_training_in_the_same_job(requeue_run, cluster):
     training = model["training"]
     batch_size = model["hyperparameters"]["batch_size"]
     full_run_steps = REQUEUE_EPOCHS * math.ceil(training["n_train"] / batch_size)
+    assert "hpc_ckpt_1.ckpt" in run.checkpoints, run.checkpoints
     hpc_step = run.checkpoints["hpc_ckpt_1.ckpt"][1]
     assert 0 < hpc_step < full_run_steps, run.checkpoints
 
@@ -429,6 +438,8 @@ def test_requeue_signal_resumes_training_in_the_same_job(requeue_run, cluster):
     # signal and SLURM's SIGTERM (Lightning keeps training until then) - more progress, not
     # less. The step counter continued from it to the full run's count.
     newest = max(run.checkpoints, key=lambda name: run.checkpoints[name][0])
+    print(f"\n[requeue run] resumed from {training['resumed_from']}, "
+          f"{training['global_step']} steps in all")
     assert Path(training["state_dir"]).name == run.state_dir.name, training
     resumed = Path(training["resumed_from"])
     assert resumed.parts[-len(Path(newest).parts):] == Path(newest).parts, (training, newest)

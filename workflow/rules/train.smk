@@ -45,7 +45,10 @@ rule train_model:
     retries: 0
     conda:
         "../../envs/mesoinv.yaml"
-    threads: max(1, min(workflow.cores, 8))
+    # Capped at --cores locally; on SLURM the allocation is cpus_per_gpu (profiles/slurm), and
+    # `mesoinv train` never starts more torch threads than the job's CPUs. (Not
+    # workflow.cores: it is undefined under the SLURM executor, where no --cores is given.)
+    threads: 8
     resources:
         mem_mb=4000,
         runtime=720,

@@ -184,7 +184,7 @@ def train_model(definition: dict, *, train_path, val_path, output, state_root,
     """
     name, kind = definition["name"], definition["kind"]
     if threads:
-        torch.set_num_threads(int(threads))
+        torch.set_num_threads(max(1, min(int(threads), available_cpus())))
     pl.seed_everything(definition["seed"], workers=True, verbose=False)
     accelerator, devices, strategy = devices_and_strategy()
     precision = resolve_precision(definition["precision"], accelerator == "gpu")
