@@ -7,6 +7,7 @@ config/test.yaml, side by side: on SLURM with the cluster profile and locally wi
 ran with 2 wired ranks, and that every file under results/datasets is identical.
 """
 
+import json
 import re
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 import netCDF4
 import numpy as np
 import pytest
+import yaml
 
 from slurm_cluster import slurm_cluster  # noqa: F401  (pytest fixture)
 
@@ -46,9 +48,19 @@ SLURM_OVERRIDES = [
 ]
 
 
-def workflow_command(workdir, *args):
+def workflow_command(workdir, *args, config=ROOT / "config" / "test.yaml"):
     return [*SNAKEMAKE, "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-            "--configfile", str(ROOT / "config" / "test.yaml"), *args]
+            "--configfile", str(config), *args]
+
+
+def data_only_config(directory) -> Path:
+    """config/test.yaml without its models: the training jobs on SLURM (GPU partition,
+    requeue) are tests/test_slurm_training.py's; here the data side is compared."""
+    config = json.loads(json.dumps(yaml.safe_load((ROOT / "config" / "test.yaml").read_text())))
+    config["models"] = {}
+    path = Path(directory) / "data-only.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 @dataclass
@@ -69,9 +81,10 @@ def runs(slurm_cluster, tmp_path_factory):  # noqa: F811  (fixture imported abov
     """(local run, SLURM run) of config/test.yaml, started together."""
     local_dir = tmp_path_factory.mktemp("local")
     slurm_dir = tmp_path_factory.mktemp("slurm")
-    local_cmd = workflow_command(local_dir, "--cores", "2")
+    config = data_only_config(tmp_path_factory.mktemp("config"))
+    local_cmd = workflow_command(local_dir, "--cores", "2", config=config)
     slurm_cmd = workflow_command(slurm_dir, "--profile", str(ROOT / "profiles" / "slurm"),
-                                 *SLURM_OVERRIDES)
+                                 *SLURM_OVERRIDES, config=config)
     local_env = {k: v for k, v in slurm_cluster.env.items() if k != "SLURM_CONF"}
     logs = {name: open(directory / f"{name}.out", "w+")
             for name, directory in (("local", local_dir), ("slurm", slurm_dir))}
