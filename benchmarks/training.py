@@ -283,11 +283,11 @@ def _loader_pass(loader, datamodule):
 
 def _model_file(path, network, datamodule, definition):
     from mesoinv.training.model_file import load_model_file, save_model_file
-    from mesoinv.training.train import build_network
+    from mesoinv.training.train import network_spec
 
     info = datamodule.info
-    spec = build_network(definition["kind"], definition["architecture"], info.image_shape,
-                         len(datamodule.field_indices), len(definition["targets"]))
+    spec = network_spec(definition["kind"], definition["architecture"], info.image_shape,
+                        len(datamodule.field_indices), len(definition["targets"]))
     inputs = definition["inputs"]
     save_model_file(path, {
         "model_name": MODEL_NAME, "model_kind": definition["kind"], "network": spec,

@@ -2,13 +2,9 @@
 
 import sys
 
-from mesoinv.datasets.netcdf import atomic_path
-from mesoinv.evaluation.summary import dataset_summary
+from mesoinv.evaluation.summary import dataset_summary, write_table
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake is injected)
 table = dataset_summary(snakemake.input.splits)  # noqa: F821
 print(table.to_string(), file=sys.stderr)
-with atomic_path(snakemake.output.csv) as tmp:  # noqa: F821
-    table.to_csv(tmp, index=False)
-with atomic_path(snakemake.output.html) as tmp:  # noqa: F821
-    tmp.write_text(table.to_html(index=False, border=0, classes="table table-striped"))
+write_table(table, snakemake.output.csv, snakemake.output.html)  # noqa: F821

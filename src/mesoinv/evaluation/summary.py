@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["dataset_summary", "models_summary"]
+__all__ = ["dataset_summary", "models_summary", "write_table"]
 
 
 def dataset_summary(files) -> pd.DataFrame:
@@ -95,3 +95,13 @@ def models_summary(metric_files) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame()
     return pd.concat(frames, ignore_index=True)
+
+
+def write_table(table: pd.DataFrame, csv_path, html_path):
+    """A report table as CSV (for scripts) and HTML (for ``snakemake --report``), atomically."""
+    from ..datasets.netcdf import atomic_path
+
+    with atomic_path(csv_path) as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(html_path) as tmp:
+        tmp.write_text(table.to_html(index=False, border=0, classes="table table-striped"))

@@ -23,9 +23,9 @@ PLDOS of the mirrored potential is the mirrored PLDOS). The scalar targets (s, N
 are ensemble parameters, unchanged by the mirror.
 """
 
-import json
 import logging
 import os
+from dataclasses import dataclass
 
 import netCDF4
 import numpy as np
@@ -51,19 +51,18 @@ P1_METADATA_KEYS = ("dataset_name", "dataset_kind", "format_version", "lattice_c
                     "dopant_distance_range_nm", "dopant_density_range_cm2")
 
 
+@dataclass
 class SplitInfo:
     """What a split file holds: sizes, fields, physical metadata, target units."""
 
-    def __init__(self, path, n_samples, fields_T, image_shape, metadata, variable_units,
-                 variable_long_names, split):
-        self.path = str(path)
-        self.n_samples = n_samples
-        self.fields_T = fields_T
-        self.image_shape = image_shape
-        self.metadata = metadata
-        self.variable_units = variable_units
-        self.variable_long_names = variable_long_names
-        self.split = split
+    path: str
+    n_samples: int
+    fields_T: list
+    image_shape: tuple
+    metadata: dict
+    variable_units: dict
+    variable_long_names: dict
+    split: str
 
     def field_indices(self, fields_T) -> list[int]:
         """Positions of the requested fields (tesla) in the file; None → all."""
@@ -97,7 +96,7 @@ def read_split_info(path, variable: str = "pldos") -> SplitInfo:
         units = {name: getattr(var, "units", "") for name, var in ds.variables.items()}
         long_names = {name: getattr(var, "long_name", "") for name, var in ds.variables.items()}
         shape = ds[variable].shape
-        return SplitInfo(path, int(shape[0]), [float(f) for f in ds["field"][:]],
+        return SplitInfo(str(path), int(shape[0]), [float(f) for f in ds["field"][:]],
                          (int(shape[-2]), int(shape[-1])), metadata, units, long_names,
                          attrs.get("split", "unknown"))
 
@@ -109,11 +108,6 @@ def read_targets(path, names) -> np.ndarray:
         if missing:
             raise ValueError(f"{path}: no target variable(s) {missing}")
         return np.stack([np.asarray(ds[n][:], dtype=np.float64) for n in names], axis=-1)
-
-
-def read_sample_ids(path) -> np.ndarray:
-    with netCDF4.Dataset(path) as ds:
-        return np.asarray(ds["sample_id"][:], dtype=np.int64)
 
 
 def iter_images(path, field_indices, variable: str = "pldos", positions=None):
@@ -345,6 +339,3 @@ class ImageDataModule(pl.LightningDataModule):
                 "image_shape": list(self.info.image_shape),
                 "mirror_augmentation": self.mirror_augmentation}
 
-
-def metadata_json(info: SplitInfo) -> str:
-    return json.dumps(info.metadata, sort_keys=True)

@@ -27,7 +27,7 @@ from ..datasets.netcdf import atomic_path
 from ..models import ParameterCNN
 
 __all__ = ["MODEL_FORMAT_VERSION", "ModelFile", "IncompatibleDataError", "NETWORKS",
-           "save_model_file", "load_model_file", "file_sha256"]
+           "network_from_spec", "save_model_file", "load_model_file", "file_sha256"]
 
 MODEL_FORMAT_VERSION = "mesoinv-model-1"
 
@@ -38,6 +38,11 @@ NETWORKS = {"ParameterCNN": ParameterCNN}
 CHECKED_METADATA = {"dataset_kind": None, "lattice_constant_nm": "nm", "energy_meV": "meV",
                     "effective_mass_kg": "kg", "qpc_first_y_site": "sites",
                     "qpc_width_sites": "sites"}
+
+
+def network_from_spec(spec: dict) -> torch.nn.Module:
+    """A fresh (untrained) network from ``{"class": <name in NETWORKS>, "kwargs": {...}}``."""
+    return NETWORKS[spec["class"]](**spec["kwargs"])
 
 
 class IncompatibleDataError(ValueError):
@@ -73,8 +78,7 @@ class ModelFile:
 
     def build_network(self) -> torch.nn.Module:
         """The network with its trained weights, in eval mode, on the CPU."""
-        cls = NETWORKS[self.network["class"]]
-        network = cls(**self.network["kwargs"])
+        network = network_from_spec(self.network)
         network.load_state_dict(self.state_dict)
         return network.eval()
 

@@ -1,7 +1,5 @@
 """LightningModules: the training logic around the plain networks of :mod:`mesoinv.models`."""
 
-import math
-
 import pytorch_lightning as pl
 import torch
 from torch import nn
@@ -80,4 +78,4 @@ class RegressionModule(pl.LightningModule):
 
 
 def count_parameters(network: nn.Module) -> int:
-    return int(sum(math.prod(p.shape) for p in network.parameters()))
+    return sum(p.numel() for p in network.parameters())

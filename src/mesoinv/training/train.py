@@ -31,7 +31,7 @@ from pytorch_lightning.plugins.environments import SLURMEnvironment
 from .. import __version__
 from ..datasets.netcdf import atomic_path, code_version, package_versions
 from .data import ImageDataModule
-from .model_file import save_model_file
+from .model_file import load_model_file, network_from_spec, save_model_file
 from .modules import RegressionModule, count_parameters
 
 __all__ = ["train_model", "available_cpus", "resolve_precision", "resume_checkpoint",
@@ -73,11 +73,6 @@ def devices_and_strategy():
                            "SLURM needs one task per GPU (set tasks equal to gpu in the "
                            "profile's train_model block), or request one GPU")
     return "gpu", gpus, "ddp"
-
-
-def _under_slurm_batch() -> bool:
-    return bool(os.environ.get("SLURM_JOB_ID")) and \
-        os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
 
 
 def state_directory(state_root, definition: dict, train_path, val_path) -> Path:
@@ -141,8 +136,8 @@ class PlainProgressLog(Callback):
                  trainer.global_step, float("nan") if loss is None else float(loss))
 
 
-def build_network(kind: str, architecture: dict, image_shape, in_channels: int,
-                  n_outputs: int) -> dict:
+def network_spec(kind: str, architecture: dict, image_shape, in_channels: int,
+                 n_outputs: int) -> dict:
     """``{"class", "kwargs"}`` of the network of a model kind (stored in the model file)."""
     if kind == "p1_parameter_cnn":
         return {"class": "ParameterCNN",
@@ -200,9 +195,9 @@ def train_model(definition: dict, *, train_path, val_path, output, state_root,
         mirror_augmentation=inputs["mirror_augmentation"], variable=inputs["variable"],
         max_workers=max_workers)
     normalization, target_standardization = datamodule.fit_statistics()
-    network_spec = build_network(kind, definition["architecture"], datamodule.info.image_shape,
-                                 len(datamodule.field_indices), len(definition["targets"]))
-    network = _network_from_spec(network_spec)
+    spec = network_spec(kind, definition["architecture"], datamodule.info.image_shape,
+                        len(datamodule.field_indices), len(definition["targets"]))
+    network = network_from_spec(spec)
     module = RegressionModule(network, model_name=name, optimizer=definition["optimizer"])
 
     state_dir = state_directory(state_root, definition, train_path, val_path)
@@ -229,7 +224,8 @@ def train_model(definition: dict, *, train_path, val_path, output, state_root,
         callbacks.append(PlainProgressLog(name, log_every_n_steps))
     callbacks.extend(extra_callbacks)
     plugins = []
-    if _under_slurm_batch():
+    # Lightning's own test (SLURM_NTASKS set, job name not bash/interactive), with our signal.
+    if SLURMEnvironment.detect():
         plugins.append(SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGURG))
     max_steps = definition["max_steps"] if definition["max_steps"] is not None else -1
     trainer = pl.Trainer(
@@ -281,7 +277,7 @@ def train_model(definition: dict, *, train_path, val_path, output, state_root,
     }
     metadata = dict(info.metadata)
     save_model_file(output, {
-        "model_name": name, "model_kind": kind, "network": network_spec,
+        "model_name": name, "model_kind": kind, "network": spec,
         "state_dict": {k: v.detach().clone() for k, v in network.state_dict().items()},
         "inputs": {"variable": inputs["variable"], "fields_T": datamodule.fields_T,
                    "image_shape": list(info.image_shape), "transform": inputs["transform"]},
@@ -293,12 +289,6 @@ def train_model(definition: dict, *, train_path, val_path, output, state_root,
     log.info("%s: wrote %s after %d steps (%s, %.0f s this run)", name, output,
              trainer.global_step, chosen, seconds)
     return training
-
-
-def _network_from_spec(spec):
-    from .model_file import NETWORKS
-
-    return NETWORKS[spec["class"]](**spec["kwargs"])
 
 
 def training_metrics(state_dir) -> "pandas.DataFrame":  # noqa: F821
@@ -320,7 +310,6 @@ def training_metrics(state_dir) -> "pandas.DataFrame":  # noqa: F821
 def write_training_outputs(model_path, metrics_csv, loss_png):
     """The loss-curve PNG and the merged metrics CSV of a trained model (workflow outputs)."""
     from ..evaluation.training_curves import plot_loss_curve
-    from .model_file import load_model_file
 
     model = load_model_file(model_path)
     table = training_metrics(model.training["state_dir"])
