@@ -242,6 +242,12 @@ def test_killed_training_resumes_and_continues_the_step_count(splits, tmp_path):
     assert model.training["global_step"] == 60
     assert model.training["resumed_from"].endswith("last.ckpt")
     assert f"resuming from {last}" in result.stderr
+    # Adam's moments were restored, not restarted: its own step counter spans both runs.
+    final = torch.load(Path(model.training["state_dir"]) / "checkpoints" / "last.ckpt",
+                       weights_only=True)
+    adam_steps = {float(state["step"]) for state in
+                  final["optimizer_states"][0]["state"].values()}
+    assert final["global_step"] == 60 and adam_steps == {60.0}
     table = training_metrics(model.training["state_dir"])
     assert table["run"].nunique() == 2
     assert table.loc[table["run"] == 1, "step"].min() >= step_at_kill - 1
