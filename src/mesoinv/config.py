@@ -258,7 +258,8 @@ def _check_p1_dataset(key, dataset):
 
 
 #: Dataset kind each model kind trains on.
-MODEL_DATASET_KINDS = {"p1_parameter_cnn": "p1_pldos"}
+MODEL_DATASET_KINDS = {"p1_parameter_cnn": "p1_pldos", "p1_fourier_cnn": "p1_pldos",
+                       "p1_encoder_decoder": "p1_pldos"}
 
 
 def _check_model(key, model, datasets):
@@ -272,6 +273,12 @@ def _check_model(key, model, datasets):
     if dataset["kind"] != wanted:
         raise ConfigError(f"{key}.dataset", f"a {model['kind']} model trains on a {wanted} "
                                            f"dataset; '{name}' is {dataset['kind']}")
+    distance = dataset["disorder"]["dopant_distance_nm"]
+    if model["kind"] == "p1_fourier_cnn" and isinstance(distance, list) and \
+            distance[0] != distance[-1]:
+        raise ConfigError(f"{key}.dataset", f"a p1_fourier_cnn rebuilds V(x, y) with Eq. (1) at "
+                                           f"one dopant distance s; dataset '{name}' draws s in "
+                                           f"{distance} nm (use a fixed dopant_distance_nm)")
     if dataset["splits"]["val"] == 0 and model["early_stopping"] is not None:
         raise ConfigError(f"{key}.early_stopping", f"dataset '{name}' has no validation split "
                                                    "to stop on (splits.val = 0)")

@@ -7,6 +7,16 @@ effective mass, QPC, fields): a mismatch is an :class:`IncompatibleDataError` na
 nothing is written. The evaluation of the workflow calls the same function on the test
 split, so ``mesoinv predict`` on stored test samples gives the evaluation's numbers bit for
 bit (each map is computed alone, batch size 1 — see :func:`predict_images`).
+
+Two output formats, by what the model predicts:
+
+* parameter models (``p1_parameter_cnn``): :data:`PREDICTIONS_FORMAT_VERSION`, one variable
+  per target and ``<target>_true`` where known;
+* potential models (``p1_fourier_cnn``, ``p1_encoder_decoder``):
+  :data:`POTENTIAL_PREDICTIONS_FORMAT_VERSION`, the predicted potential V(x, y) in meV on the
+  input's grid (``x``, ``y`` in nm as in the dataset), the truth where known, the Fourier
+  coefficients (predicted ones for the Fourier model; true ones where known) on the ``mode``
+  axis, and the training-mean potential (the evaluation's baseline).
 """
 
 import json
@@ -20,31 +30,44 @@ import torch
 from ..datasets.netcdf import atomic_path, code_version
 from ..training.data import iter_images, read_split_info
 from ..training.model_file import ModelFile, file_sha256, load_model_file
-from ..training.normalization import ImageNormalization, TargetStandardization
+from ..training.normalization import ImageNormalization
 
-__all__ = ["PREDICTIONS_FORMAT_VERSION", "predict_images", "predict_dataset", "predict_npy",
-           "write_predictions"]
+__all__ = ["PREDICTIONS_FORMAT_VERSION", "POTENTIAL_PREDICTIONS_FORMAT_VERSION",
+           "predict_images", "predict_dataset", "predict_npy", "write_predictions",
+           "write_potential_predictions", "POTENTIAL_KINDS"]
 
 PREDICTIONS_FORMAT_VERSION = "mesoinv-predictions-1"
+POTENTIAL_PREDICTIONS_FORMAT_VERSION = "mesoinv-potential-predictions-1"
+
+#: Target kinds whose predictions are potentials V(x, y).
+POTENTIAL_KINDS = ("fourier_coefficients", "potential")
 
 
 @torch.no_grad()
 def predict_images(model: ModelFile, images) -> np.ndarray:
-    """Predictions in physical units, shape (maps, targets), float64.
+    """Predictions in physical units, float64.
 
     ``images`` iterates over stored maps ``(channels, nx, ny)`` (the model's input channels).
     Each map goes through the network alone: a convolution's result may depend in its last
     bits on the batch it is computed in, and a prediction must not depend on its neighbours.
+
+    Returns
+    -------
+    ndarray
+        (maps, targets) for parameter models; (maps, 2 N) real and imaginary parts of the
+        coefficients for the Fourier model; (maps, nx, ny) V in meV for the encoder-decoder.
     """
     network = model.build_network()
     normalization = ImageNormalization.from_dict(model.input_normalization)
-    targets = TargetStandardization.from_dict(model.targets)
+    targets = model.target_set
     rows = []
     for image in images:
         x = torch.from_numpy(normalization(image))[None]
         rows.append(network(x).double().numpy()[0])
     if not rows:
-        return np.zeros((0, len(targets.names)))
+        if targets.kind == "potential":
+            return np.zeros((0, *model.inputs["image_shape"]))
+        return np.zeros((0, targets.n_outputs))
     return targets.invert(np.stack(rows))
 
 
@@ -90,6 +113,16 @@ def predict_dataset(model_path, input_path, output, *, ids=None, figure=None) ->
     field_indices = info.field_indices(model.inputs["fields_T"])
     predictions = predict_images(model, iter_images(input_path, field_indices,
                                                     model.inputs["variable"], positions))
+    if model.target_set.kind in POTENTIAL_KINDS:
+        path = write_potential_predictions(
+            output, model, model_path, sample_ids[positions], predictions,
+            input_file=str(input_path), split=info.split, truth_file=input_path,
+            positions=positions)
+        if figure is not None:
+            first = next(iter_images(input_path, field_indices, model.inputs["variable"],
+                                     positions[:1]), None)
+            _potential_figure(path, first, figure)
+        return path
     truth = None
     if truth_available:
         with netCDF4.Dataset(input_path) as ds:
@@ -136,6 +169,14 @@ def predict_npy(model_path, npy_path, output, *, lattice_constant_nm: float,
                for f in model.inputs["fields_T"]]
     images = [m[channel].astype(np.float64) for m in maps]
     predictions = predict_images(model, images)
+    if model.target_set.kind in POTENTIAL_KINDS:
+        path = write_potential_predictions(
+            output, model, model_path, np.arange(len(maps)), predictions,
+            input_file=str(npy_path), split="unknown", lattice_constant_nm=lattice_constant_nm,
+            extra={"unchecked": "QPC position and width (bare array)"})
+        if figure is not None:
+            _potential_figure(path, images[0], figure)
+        return path
     path = write_predictions(output, model, model_path, np.arange(len(maps)), predictions,
                              None, input_file=str(npy_path), split="unknown",
                              extra={"unchecked": "QPC position and width (bare array)"})
@@ -179,6 +220,177 @@ def write_predictions(output, model: ModelFile, model_path, sample_ids, predicti
                 "command": " ".join(sys.argv), "code_version": code_version(),
                 "Conventions": "CF-1.10", **(extra or {})})
     return Path(output)
+
+
+def _true_potentials(path, positions):
+    """(potential (n, nx, ny) meV, coefficients (n, 2 N) or None, modes) from a dataset file."""
+    with netCDF4.Dataset(path) as ds:
+        ds.set_auto_maskandscale(False)
+        if "potential" not in ds.variables:
+            return None, None, None
+        potential = np.stack([np.asarray(ds["potential"][p], np.float64) for p in positions]) \
+            if len(positions) else None
+        coefficients, modes = None, None
+        if "fourier_coefficient_real" in ds.variables:
+            real = np.asarray(ds["fourier_coefficient_real"][:], np.float64)[positions]
+            imag = np.asarray(ds["fourier_coefficient_imag"][:], np.float64)[positions]
+            coefficients = np.concatenate([real, imag], axis=-1)
+            modes = {name: np.asarray(ds[name][:]) for name in ("qx", "qy", "mode_m", "mode_n")}
+    return potential, coefficients, modes
+
+
+def write_potential_predictions(output, model: ModelFile, model_path, sample_ids, predictions,
+                                *, input_file, split, truth_file=None, positions=None,
+                                lattice_constant_nm=None, extra=None) -> Path:
+    """Write predicted potentials (format :data:`POTENTIAL_PREDICTIONS_FORMAT_VERSION`).
+
+    Parameters
+    ----------
+    predictions : ndarray
+        :func:`predict_images` output: (n, 2 N) coefficients (Fourier model) or (n, nx, ny)
+        potentials in meV (encoder-decoder).
+    truth_file, positions : optional
+        Dataset file and sample positions to take the true potential and coefficients from.
+    lattice_constant_nm : float, optional
+        Grid spacing when there is no truth file (``.npy`` input); else the file's ``x``, ``y``.
+    """
+    targets = model.target_set
+    metadata = model.data_metadata
+    coefficients = None
+    if targets.kind == "fourier_coefficients":
+        coefficients = predictions
+        potentials = targets.potential_meV(predictions) if len(predictions) else \
+            np.zeros((0, *model.inputs["image_shape"]))
+    else:
+        potentials = predictions
+    nx, ny = model.inputs["image_shape"]
+    true_potential = true_coefficients = modes = None
+    if truth_file is not None:
+        true_potential, true_coefficients, modes = _true_potentials(truth_file, positions)
+        with netCDF4.Dataset(truth_file) as ds:
+            x_nm, y_nm = np.asarray(ds["x"][:], np.float64), np.asarray(ds["y"][:], np.float64)
+    else:
+        a = float(lattice_constant_nm if lattice_constant_nm is not None
+                  else metadata["lattice_constant_nm"])
+        x_nm, y_nm = np.arange(nx) * a, np.arange(ny) * a
+    if modes is None and targets.kind == "fourier_coefficients":
+        m = targets.modes
+        modes = {"qx": m.qx_per_nm, "qy": m.qy_per_nm, "mode_m": m.m, "mode_n": m.n}
+    mean_potential = model.baselines.get("training_mean_potential_meV")
+    physics = getattr(targets, "physics", None) or {}
+    low, high = (float(v) for v in metadata.get("dopant_distance_range_nm", [np.nan, np.nan]))
+    s_nm = physics.get("dopant_distance_nm", low if low == high else np.nan)
+    n_low, n_high = (float(v) for v in metadata.get("dopant_density_range_cm2", [np.nan, np.nan]))
+    sigma = (np.sqrt(n_low * 1e-14 * metadata["length_nm"] * metadata["width_nm"] / 2)
+             if n_low == n_high and "length_nm" in metadata else np.nan)
+
+    def variable(ds, name, dims, data, units, long_name, dtype="f8"):
+        var = ds.createVariable(name, dtype, dims, zlib=True, complevel=1)
+        var.units, var.long_name = units, long_name
+        var[:] = data
+        return var
+
+    with atomic_path(output) as tmp:
+        with netCDF4.Dataset(tmp, "w", format="NETCDF4") as ds:
+            ds.createDimension("sample", len(sample_ids))
+            ds.createDimension("x", len(x_nm))
+            ds.createDimension("y", len(y_nm))
+            variable(ds, "sample_id", ("sample",), np.asarray(sample_ids, np.int64), "1",
+                     "sample id in the input (position for a .npy input)", "i8")
+            variable(ds, "x", ("x",), x_nm, "nm", "x position of the site (transport direction)")
+            variable(ds, "y", ("y",), y_nm, "nm", "y position of the site")
+            variable(ds, "potential", ("sample", "x", "y"), potentials, "meV",
+                     f"predicted disorder potential V(x, y) ({model.model_kind})")
+            if true_potential is not None:
+                variable(ds, "potential_true", ("sample", "x", "y"), true_potential, "meV",
+                         "true disorder potential V(x, y)")
+            if mean_potential is not None:
+                variable(ds, "training_mean_potential", ("x", "y"), np.asarray(mean_potential),
+                         "meV", "pixelwise mean potential of the training split (= Eq. 1 of "
+                         "the training-mean coefficients)")
+            if modes is not None:
+                ds.createDimension("mode", len(modes["qx"]))
+                variable(ds, "qx", ("mode",), modes["qx"], "nm-1", "wave vector q_x of the mode")
+                variable(ds, "qy", ("mode",), modes["qy"], "nm-1", "wave vector q_y of the mode")
+                variable(ds, "mode_m", ("mode",), modes["mode_m"], "1", "q_x = 2 pi m / L", "i4")
+                variable(ds, "mode_n", ("mode",), modes["mode_n"], "1", "q_y = 2 pi n / W", "i4")
+                n_modes = len(modes["qx"])
+                for values, suffix, what in ((coefficients, "", "predicted"),
+                                             (true_coefficients, "_true", "true")):
+                    if values is None:
+                        continue
+                    for part, offset in (("real", 0), ("imag", n_modes)):
+                        variable(ds, f"fourier_coefficient_{part}{suffix}", ("sample", "mode"),
+                                 np.asarray(values)[:, offset:offset + n_modes], "1",
+                                 f"{what} {part} part of the Fourier coefficient C_j (Eq. 1)")
+            ds.setncatts({
+                "title": f"mesoinv potential predictions of model '{model.model_name}'",
+                "format_version": POTENTIAL_PREDICTIONS_FORMAT_VERSION,
+                "model_name": model.model_name, "model_kind": model.model_kind,
+                "model_file": str(model_path), "model_file_sha256": file_sha256(model_path),
+                "split": split, "input_file": input_file,
+                "n_train": np.int64(model.training["n_train"]),
+                "training_dataset": str(model.training.get("dataset", "")),
+                "data_metadata": json.dumps(model.data_metadata, sort_keys=True),
+                "dopant_distance_nm": float(s_nm), "coefficient_sigma": float(sigma),
+                "command": " ".join(sys.argv), "code_version": code_version(),
+                "Conventions": "CF-1.10", **(extra or {})})
+    return Path(output)
+
+
+def _potential_figure(predictions_path, first_map, output):
+    """Input PLDOS, predicted V and, where known, true V and the error, of the first sample."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .figures import _save
+
+    with netCDF4.Dataset(predictions_path) as ds:
+        x_nm, y_nm = np.asarray(ds["x"][:]), np.asarray(ds["y"][:])
+        predicted = np.asarray(ds["potential"][0]) if len(ds["sample_id"]) else None
+        true = np.asarray(ds["potential_true"][0]) if "potential_true" in ds.variables \
+            and len(ds["sample_id"]) else None
+        sample_id = int(ds["sample_id"][0]) if len(ds["sample_id"]) else None
+        model_name, kind = ds.model_name, ds.model_kind
+    extent = (x_nm[0], x_nm[-1], y_nm[0], y_nm[-1])
+    panels = [("input PLDOS", first_map[0] if first_map is not None else None, "inferno",
+               "PLDOS (meV⁻¹ per site)")]
+    limit = float(np.max(np.abs(predicted))) if predicted is not None else 1.0
+    if true is not None:
+        limit = max(limit, float(np.max(np.abs(true))))
+    panels.append(("predicted V", predicted, "RdBu_r", "V (meV)"))
+    if true is not None:
+        panels += [("true V", true, "RdBu_r", "V (meV)"),
+                   ("predicted − true", predicted - true, "PuOr_r", "ΔV (meV)")]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.4),
+                             constrained_layout=True, squeeze=False)
+    for ax, (title, image, cmap, label) in zip(axes[0], panels):
+        if image is None:
+            ax.set_axis_off()
+            continue
+        options = {}
+        if cmap == "RdBu_r":
+            options = {"vmin": -limit, "vmax": limit}
+        elif cmap == "PuOr_r":
+            err = float(np.max(np.abs(image))) or 1.0
+            options = {"vmin": -err, "vmax": err}
+        else:
+            options = {"vmax": float(np.percentile(image, 99.5))}
+        mesh = ax.imshow(np.asarray(image).T, origin="lower", cmap=cmap, extent=extent,
+                         aspect="equal", **options)
+        fig.colorbar(mesh, ax=ax, label=label, shrink=0.8,
+                     extend="max" if cmap == "inferno" else "neither")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("x (nm)")
+        ax.set_ylabel("y (nm)")
+    if true is not None and predicted is not None:
+        r = np.corrcoef(predicted.ravel(), true.ravel())[0, 1]
+        fig.suptitle(f"{model_name} ({kind}), sample {sample_id}: r_P = {r:.3f}", fontsize=10)
+    else:
+        fig.suptitle(f"{model_name} ({kind}), sample {sample_id}", fontsize=10)
+    return _save(fig, output)
 
 
 def _figure(predictions_path, first_map, lattice_constant_nm, output):

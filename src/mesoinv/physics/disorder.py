@@ -35,6 +35,7 @@ __all__ = [
     "fourier_modes",
     "RemoteDopantDisorder",
     "draw_fourier_coefficients",
+    "mirror_y_coefficients",
 ]
 
 
@@ -106,6 +107,45 @@ def draw_fourier_coefficients(rng: np.random.Generator, n_modes: int, sigma: flo
     real = rng.normal(0.0, sigma, n_modes)
     imag = rng.normal(0.0, sigma, n_modes)
     return real + 1j * imag
+
+
+def mirror_y_coefficients(modes: FourierModes, coefficients: np.ndarray,
+                          y_sum_nm: float) -> np.ndarray:
+    """Coefficients of the mirrored potential V'(x, y) = V(x, Y − y), Y = ``y_sum_nm``.
+
+    On a grid y_k = k a (k = 0 … ny − 1) with Y = (ny − 1) a, V' is the array V flipped along
+    y. Mode (m, n) of V becomes mode (m, −n) of V' with a phase:
+    C'(m, −n) = C(m, n) e^{−i q_y Y} for m > 0, and for m = 0 (only n > 0 is stored, the
+    other half being the complex conjugate) C'(0, n) = conj(C(0, n)) e^{+i q_y Y}. The kernel
+    e^{−qs}/(q + q_TF) depends on |q| only, so it is the same for both modes. Used to mirror the
+    targets of the Fourier-coefficient model together with its input map.
+
+    Parameters
+    ----------
+    modes : FourierModes
+        The half-plane modes (a cutoff disc is symmetric in n, so (m, −n) is among them).
+    coefficients : complex ndarray, shape (..., len(modes))
+    y_sum_nm : float
+        Y in nm: the mirror is y → Y − y.
+
+    Returns
+    -------
+    complex ndarray, same shape
+    """
+    coefficients = np.asarray(coefficients)
+    position = {(int(m), int(n)): j for j, (m, n) in enumerate(zip(modes.m, modes.n))}
+    try:
+        partner = np.array([position[(int(m), -int(n)) if m > 0 else (0, int(n))]
+                            for m, n in zip(modes.m, modes.n)], dtype=int)
+    except KeyError as missing:
+        raise ValueError(f"mode {missing} of the mirror is not in the mode set") from None
+    phase = np.exp(-1j * modes.qy_per_nm * y_sum_nm)
+    mirrored = np.empty_like(coefficients, dtype=complex)
+    on_axis = modes.m == 0
+    shifted = coefficients * phase
+    mirrored[..., partner[~on_axis]] = shifted[..., ~on_axis]
+    mirrored[..., on_axis] = np.conj(shifted[..., on_axis])
+    return mirrored
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,10 @@ Three data modes (``data_mode`` in a model's config; docs/models.md):
 Mirror augmentation (y → −y) flips a sample's image across the QPC axis with probability 1/2
 in training batches. It is a symmetry of the data only for a centred QPC at B = 0 (the
 config check refuses other cases; tests/test_training.py checks with the simulator that the
-PLDOS of the mirrored potential is the mirrored PLDOS). The scalar targets (s, N_d, rms, ξ)
-are ensemble parameters, unchanged by the mirror.
+PLDOS of the mirrored potential is the mirrored PLDOS). The targets are mirrored with the
+image by their kind (:mod:`.targets`): scalar parameters (s, N_d, rms, ξ) are ensemble
+parameters, unchanged; the potential image is flipped; the Fourier coefficients are mapped by
+the mirror of Eq. (1).
 """
 
 import logging
@@ -34,7 +36,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .normalization import ImageNormalization, TargetStandardization
+from .normalization import ImageNormalization
+from .targets import ScalarTargets, read_variables
 
 __all__ = ["SplitInfo", "read_split_info", "read_targets", "iter_images", "load_images",
            "StreamedImages", "ImageDataModule", "DATA_MODES", "choose_data_mode"]
@@ -103,11 +106,7 @@ def read_split_info(path, variable: str = "pldos") -> SplitInfo:
 
 def read_targets(path, names) -> np.ndarray:
     """Per-sample target variables, shape (samples, len(names)), float64, physical units."""
-    with netCDF4.Dataset(path) as ds:
-        missing = [n for n in names if n not in ds.variables]
-        if missing:
-            raise ValueError(f"{path}: no target variable(s) {missing}")
-        return np.stack([np.asarray(ds[n][:], dtype=np.float64) for n in names], axis=-1)
+    return read_variables(path, names)
 
 
 def iter_images(path, field_indices, variable: str = "pldos", positions=None):
@@ -133,32 +132,51 @@ def load_images(path, field_indices, normalization: ImageNormalization, variable
 
 
 class StreamedImages(Dataset):
-    """Samples read from the file on demand; the handle is opened in the process that reads."""
+    """Samples read from the file on demand; the handle is opened in the process that reads.
 
-    def __init__(self, path, field_indices, normalization, targets: np.ndarray,
+    ``targets`` is either an array held in memory (one row per sample) or, for image targets
+    (the potential), a target object whose ``image_variable`` is read from the same file per
+    sample and normalised by its ``normalize_image``.
+    """
+
+    def __init__(self, path, field_indices, normalization, targets,
                  variable: str = "pldos"):
         self.path = str(path)
         self.field_indices = list(field_indices)
         self.normalization = normalization
-        self.targets = torch.from_numpy(np.ascontiguousarray(targets, dtype=np.float32))
+        if isinstance(targets, np.ndarray):
+            self.targets, self.target_set = torch.from_numpy(
+                np.ascontiguousarray(targets, dtype=np.float32)), None
+        else:
+            self.targets, self.target_set = None, targets
         self.variable = variable
         self._handle = None
         self._pid = None
+        with netCDF4.Dataset(self.path) as ds:
+            self._length = int(ds[variable].shape[0])
 
     def __len__(self):
-        return len(self.targets)
+        return self._length
 
-    def _variable(self):
+    def _dataset(self):
         if self._handle is None or self._pid != os.getpid():
             # A handle inherited from another process (fork) must not be used: open anew.
             self._handle = netCDF4.Dataset(self.path)
-            self._handle[self.variable].set_auto_maskandscale(False)
+            self._handle.set_auto_maskandscale(False)
             self._pid = os.getpid()
-        return self._handle[self.variable]
+        return self._handle
+
+    def _variable(self):
+        return self._dataset()[self.variable]
 
     def __getitem__(self, index):
         image = np.asarray(self._variable()[index], dtype=np.float64)[self.field_indices]
-        return torch.from_numpy(self.normalization(image)), self.targets[index]
+        if self.target_set is None:
+            target = self.targets[index]
+        else:
+            stored = self._dataset()[self.target_set.image_variable][index]
+            target = torch.from_numpy(self.target_set.normalize_image(stored))
+        return torch.from_numpy(self.normalization(image)), target
 
     def __getstate__(self):
         state = dict(self.__dict__)
@@ -206,8 +224,9 @@ class ImageDataModule(pl.LightningDataModule):
     train_path, val_path : path-like
         Split files written by the workflow (``<dataset>-train.nc``, ``<dataset>-val.nc``).
         ``val_path`` may hold zero samples (then no validation runs).
-    targets : list of str
-        Per-sample variables to predict.
+    targets : list of str or target object
+        Per-sample variables to predict (scalars), or a target object of
+        :mod:`.targets` (Fourier coefficients, potential image).
     fields_T : list of float or None
         Input field channels (tesla); None takes every stored field.
     transform : str
@@ -231,7 +250,10 @@ class ImageDataModule(pl.LightningDataModule):
                  mirror_augmentation=False, variable="pldos", max_workers=0):
         super().__init__()
         self.train_path, self.val_path = str(train_path), str(val_path)
-        self.targets = list(targets)
+        self.target_set = (ScalarTargets(targets) if isinstance(targets, (list, tuple))
+                           else targets)
+        self.targets = list(self.target_set.names) if self.target_set.kind == "scalars" \
+            else []
         self.transform = transform
         self.batch_size = batch_size
         self.requested_mode = data_mode
@@ -250,27 +272,31 @@ class ImageDataModule(pl.LightningDataModule):
         self.field_indices = self.info.field_indices(fields_T)
         self.val_field_indices = self.val_info.field_indices(self.fields_T)
         self.normalization = None
-        self.target_standardization = None
         self.data_mode = None
         self._device_data = {}
 
     # -- statistics (training split only) ------------------------------------------------
     def fit_statistics(self):
-        """Input and target statistics from the training split (idempotent)."""
+        """Input and target statistics from the training split (idempotent).
+
+        Returns (input normalisation, fitted target object)."""
         if self.normalization is None:
             self.normalization = ImageNormalization.fit(
                 self.transform, iter_images(self.train_path, self.field_indices, self.variable))
-            train_targets = read_targets(self.train_path, self.targets)
-            self.target_standardization = TargetStandardization.fit(
-                self.targets, train_targets,
-                [self.info.variable_units[n] for n in self.targets])
-        return self.normalization, self.target_standardization
+            self.target_set.fit(self.train_path, self.info)
+        return self.normalization, self.target_set
+
+    @property
+    def target_standardization(self):
+        """The scalar targets' standardisation (scalar and coefficient targets)."""
+        return getattr(self.target_set, "standardization", None)
 
     @property
     def n_bytes(self) -> int:
         nx, ny = self.info.image_shape
         n = self.info.n_samples + self.val_info.n_samples
-        return n * len(self.field_indices) * nx * ny * 4
+        target_channels = 1 if self.target_set.image_variable is not None else 0
+        return n * (len(self.field_indices) + target_channels) * nx * ny * 4
 
     def setup(self, stage=None):
         self.fit_statistics()
@@ -284,14 +310,16 @@ class ImageDataModule(pl.LightningDataModule):
         self._datasets = {}
         for split, path, indices in (("train", self.train_path, self.field_indices),
                                      ("val", self.val_path, self.val_field_indices)):
-            targets = self.target_standardization(read_targets(path, self.targets))
+            streamed_targets = self.target_set.image_variable is not None
             if self.data_mode == "stream":
+                targets = (self.target_set if streamed_targets
+                           else self.target_set.load(path))
                 self._datasets[split] = StreamedImages(path, indices, self.normalization,
                                                        targets, self.variable)
                 continue
             images = torch.from_numpy(load_images(path, indices, self.normalization,
                                                   self.variable))
-            targets = torch.from_numpy(targets)
+            targets = torch.from_numpy(np.ascontiguousarray(self.target_set.load(path)))
             if self.data_mode == "device":
                 self._device_data[split] = (images.to(device), targets.to(device))
                 self._datasets[split] = _Indices(len(targets))
@@ -328,6 +356,8 @@ class ImageDataModule(pl.LightningDataModule):
             images, targets = batch
             flip = torch.rand(images.shape[0], device=images.device) < 0.5
             images = torch.where(flip[:, None, None, None], images.flip(-1), images)
+            flip_targets = flip.view(-1, *([1] * (targets.ndim - 1)))
+            targets = torch.where(flip_targets, self.target_set.mirror(targets), targets)
             batch = (images, targets)
         return batch
 
@@ -337,5 +367,6 @@ class ImageDataModule(pl.LightningDataModule):
                 "n_train": self.info.n_samples, "n_val": self.val_info.n_samples,
                 "data_mode": self.data_mode, "fields_T": self.fields_T,
                 "image_shape": list(self.info.image_shape),
-                "mirror_augmentation": self.mirror_augmentation}
+                "mirror_augmentation": self.mirror_augmentation,
+                "target_kind": self.target_set.kind}
 

@@ -9,7 +9,11 @@ lists, dicts only):
 ``state_dict``          the weights (the best validation checkpoint).
 ``inputs``              variable, input fields (T), image shape (sites), transform.
 ``input_normalization`` statistics of the training split (:class:`ImageNormalization`).
-``targets``             names, units, training mean and std (:class:`TargetStandardization`).
+``targets``             kind (scalars, fourier_coefficients, potential; absent = scalars),
+                        names, units and statistics (:mod:`mesoinv.training.targets`); for
+                        the Fourier model also the modes and the physics of Eq. (1).
+``baselines``           reference predictions from the training split (potential models:
+                        the pixelwise training-mean potential in meV); may be empty.
 ``data_metadata``       physics of the training data: lattice constant (nm), region and QPC
                         (sites), Fermi energy (meV), hopping (meV), effective mass (kg), ...
 ``hyperparameters``     the model's config entry as trained.
@@ -24,7 +28,7 @@ from pathlib import Path
 import torch
 
 from ..datasets.netcdf import atomic_path
-from ..models import ParameterCNN
+from ..models import EncoderDecoder, FourierCNN, ParameterCNN
 
 __all__ = ["MODEL_FORMAT_VERSION", "ModelFile", "IncompatibleDataError", "NETWORKS",
            "network_from_spec", "save_model_file", "load_model_file", "file_sha256"]
@@ -32,7 +36,8 @@ __all__ = ["MODEL_FORMAT_VERSION", "ModelFile", "IncompatibleDataError", "NETWOR
 MODEL_FORMAT_VERSION = "mesoinv-model-1"
 
 #: Network classes a model file may name.
-NETWORKS = {"ParameterCNN": ParameterCNN}
+NETWORKS = {"ParameterCNN": ParameterCNN, "FourierCNN": FourierCNN,
+            "EncoderDecoder": EncoderDecoder}
 
 #: Physical metadata compared between a model's training data and new input, with units.
 CHECKED_METADATA = {"dataset_kind": None, "lattice_constant_nm": "nm", "energy_meV": "meV",
@@ -75,6 +80,14 @@ class ModelFile:
                     "input_normalization", "targets", "data_metadata", "hyperparameters",
                     "training"):
             setattr(self, key, content[key])
+        self.baselines = content.get("baselines", {})
+
+    @property
+    def target_set(self):
+        """The fitted target object (:mod:`mesoinv.training.targets`)."""
+        from .targets import targets_from_dict
+
+        return targets_from_dict(self.targets)
 
     def build_network(self) -> torch.nn.Module:
         """The network with its trained weights, in eval mode, on the CPU."""
@@ -120,6 +133,14 @@ class ModelFile:
             if not same:
                 problems.append(f"{key} = {given}{' ' + unit if unit else ''} ≠ {trained}"
                                 f"{' ' + unit if unit else ''} (trained)")
+        if self.targets.get("kind") == "fourier_coefficients" and \
+                "dopant_distance_range_nm" in metadata:
+            # The coefficients → V(x, y) rebuild (Eq. 1) holds for the trained s only.
+            trained_s = float(self.targets["physics"]["dopant_distance_nm"])
+            given = [float(v) for v in metadata["dopant_distance_range_nm"]]
+            if any(not math.isclose(v, trained_s, rel_tol=1e-9) for v in given):
+                problems.append(f"dopant distance s {given} nm ≠ {trained_s} nm (trained; the "
+                                "Fourier basis of Eq. (1) depends on s)")
         if problems:
             raise IncompatibleDataError(
                 f"{source} does not match model '{self.model_name}' (trained on dataset "

@@ -33,6 +33,7 @@ from ..datasets.netcdf import atomic_path, code_version, package_versions
 from .data import ImageDataModule
 from .model_file import load_model_file, network_from_spec, save_model_file
 from .modules import RegressionModule, count_parameters
+from .targets import FourierTargets, PotentialTargets, ScalarTargets, training_mean_potential
 
 __all__ = ["train_model", "available_cpus", "resolve_precision", "resume_checkpoint",
            "state_directory", "PlainProgressLog"]
@@ -139,13 +140,37 @@ class PlainProgressLog(Callback):
 def network_spec(kind: str, architecture: dict, image_shape, in_channels: int,
                  n_outputs: int) -> dict:
     """``{"class", "kwargs"}`` of the network of a model kind (stored in the model file)."""
+    shape = {"image_shape": list(image_shape), "in_channels": in_channels}
     if kind == "p1_parameter_cnn":
         return {"class": "ParameterCNN",
-                "kwargs": {"image_shape": list(image_shape), "in_channels": in_channels,
-                           "n_outputs": n_outputs,
+                "kwargs": {**shape, "n_outputs": n_outputs,
                            "conv_channels": list(architecture["conv_channels"]),
                            "kernel_size": architecture["kernel_size"],
                            "dense_units": list(architecture["dense_units"])}}
+    if kind == "p1_fourier_cnn":
+        return {"class": "FourierCNN",
+                "kwargs": {**shape, "n_outputs": n_outputs,
+                           "conv_channels": list(architecture["conv_channels"]),
+                           "first_kernel_size": architecture["first_kernel_size"],
+                           "kernel_size": architecture["kernel_size"],
+                           "dense_units": architecture["dense_units"]}}
+    if kind == "p1_encoder_decoder":
+        return {"class": "EncoderDecoder",
+                "kwargs": {**shape, "encoder_channels": list(architecture["encoder_channels"]),
+                           "convs_per_block": architecture["convs_per_block"],
+                           "kernel_size": architecture["kernel_size"]}}
+    raise ValueError(f"unknown model kind {kind!r}")
+
+
+def target_set(definition: dict):
+    """The (unfitted) target object of a model kind (:mod:`.targets`)."""
+    kind = definition["kind"]
+    if kind == "p1_parameter_cnn":
+        return ScalarTargets(definition["targets"])
+    if kind == "p1_fourier_cnn":
+        return FourierTargets()
+    if kind == "p1_encoder_decoder":
+        return PotentialTargets()
     raise ValueError(f"unknown model kind {kind!r}")
 
 
@@ -189,14 +214,14 @@ def train_model(definition: dict, *, train_path, val_path, output, state_root,
     max_workers = max(0, min(8, available_cpus() // devices - 1))
     inputs = definition["inputs"]
     datamodule = ImageDataModule(
-        train_path, val_path, targets=definition["targets"], fields_T=inputs["fields_T"],
+        train_path, val_path, targets=target_set(definition), fields_T=inputs["fields_T"],
         transform=inputs["transform"], batch_size=definition["batch_size"],
         data_mode=definition["data_mode"], num_workers=definition["num_workers"],
         mirror_augmentation=inputs["mirror_augmentation"], variable=inputs["variable"],
         max_workers=max_workers)
-    normalization, target_standardization = datamodule.fit_statistics()
+    normalization, targets = datamodule.fit_statistics()
     spec = network_spec(kind, definition["architecture"], datamodule.info.image_shape,
-                        len(datamodule.field_indices), len(definition["targets"]))
+                        len(datamodule.field_indices), targets.n_outputs)
     network = network_from_spec(spec)
     module = RegressionModule(network, model_name=name, optimizer=definition["optimizer"])
 
@@ -276,14 +301,17 @@ def train_model(definition: dict, *, train_path, val_path, output, state_root,
         "command": " ".join(sys.argv),
     }
     metadata = dict(info.metadata)
+    baselines = {}
+    if targets.kind in ("fourier_coefficients", "potential"):
+        # The evaluation's "training mean" baseline: the pixelwise mean training potential.
+        baselines["training_mean_potential_meV"] = training_mean_potential(train_path).tolist()
     save_model_file(output, {
         "model_name": name, "model_kind": kind, "network": spec,
         "state_dict": {k: v.detach().clone() for k, v in network.state_dict().items()},
         "inputs": {"variable": inputs["variable"], "fields_T": datamodule.fields_T,
                    "image_shape": list(info.image_shape), "transform": inputs["transform"]},
         "input_normalization": normalization.to_dict(),
-        "targets": {**target_standardization.to_dict(),
-                    "long_names": [info.variable_long_names[n] for n in definition["targets"]]},
+        "targets": targets.to_dict(), "baselines": baselines,
         "data_metadata": metadata, "hyperparameters": definition, "training": training,
     })
     log.info("%s: wrote %s after %d steps (%s, %.0f s this run)", name, output,
