@@ -6,11 +6,12 @@ Read top-down: time embedding → residual block → the two attention blocks �
 
 Architecture (defaults for P2's 60 × 60 image)::
 
-    level 0 (60 × 60)  2 residual blocks, linear attention    ─ skip ─┐  2 residual blocks, linear attention
-       ↓ stride-2 conv                                                │  ↑ nearest ×2 + conv
-    level 1 (30 × 30)  2 residual blocks, linear attention    ─ skip ┐│  2 residual blocks, linear attention
-       ↓ stride-2 conv                                               ││  ↑ nearest ×2 + conv
-    level 2 (15 × 15)  residual block, 4-head self-attention, residual block (bottleneck)
+    encoder                                   decoder (after joining the skip of its level)
+    60 × 60  2 residual blocks, linear attn   ─ skip ─▶  2 residual blocks, linear attn
+      ↓ stride-2 conv                                      ↑ nearest ×2 + conv
+    30 × 30  2 residual blocks, linear attn   ─ skip ─▶  2 residual blocks, linear attn
+      ↓ stride-2 conv                                      ↑ nearest ×2 + conv
+    15 × 15  residual block, 4-head self-attention, residual block (bottleneck)
 
 Linear attention (Katharopoulos et al. 2020) at the high-resolution levels, full softmax
 multi-head self-attention at the most downsampled level, as P2 states (its footnote 2); the
