@@ -59,6 +59,51 @@ rule evaluate_model:
         "logs/evaluate/{model}.log",
     benchmark:
         "logs/benchmarks/evaluate/{model}.tsv"
+    # Parameter models (s, N_d, rms, ξ): P1 Fig. 3, errors against baselines and the ceiling.
+    wildcard_constraints:
+        model=model_pattern(PARAMETER_MODEL_KINDS),
+    conda:
+        "../../envs/mesoinv.yaml"
+    shell:
+        "mesoinv evaluate {input.predictions} --dataset {input.test}"
+        " --output-dir results/evaluation/{wildcards.model} > {log} 2>&1"
+
+
+rule evaluate_potential_model:
+    input:
+        predictions="results/evaluation/{model}/predictions-test.nc",
+        test=lambda wildcards: model_split(wildcards, "test"),
+    output:
+        metrics="results/evaluation/{model}/metrics.csv",
+        paper=report(
+            "results/evaluation/{model}/paper_comparison.csv",
+            caption="../report/potential_paper_comparison.rst",
+            category="Models",
+            subcategory="{model}",
+            labels={"model": "{model}", "figure": "paper comparison"},
+        ),
+        r_p="results/evaluation/{model}/r_p.csv",
+        r_p_by_distance="results/evaluation/{model}/r_p_by_distance.csv",
+        consistency="results/evaluation/{model}/pldos_consistency.csv",
+        coefficients="results/evaluation/{model}/coefficient_errors.csv",
+        figures=[
+            report(
+                f"results/evaluation/{{model}}/{figure}",
+                caption=f"../report/potential_{figure.removesuffix('.png')}.rst",
+                category="Models",
+                subcategory="{model}",
+                labels={"model": "{model}", "figure": figure.removesuffix(".png")},
+            )
+            for figure in POTENTIAL_FIGURES
+        ],
+    log:
+        "logs/evaluate/{model}.log",
+    benchmark:
+        "logs/benchmarks/evaluate/{model}.tsv"
+    # Potential models (Fourier CNN, encoder-decoder): P1 Figs. 4-8, baselines, r_P against
+    # distance from the QPC, and the PLDOS recomputed by the simulator from the predicted V.
+    wildcard_constraints:
+        model=model_pattern(POTENTIAL_MODEL_KINDS),
     conda:
         "../../envs/mesoinv.yaml"
     shell:
@@ -69,7 +114,7 @@ rule evaluate_model:
 rule models_summary:
     # Every model against its baseline and the paper's numbers (test split).
     input:
-        metrics=lambda wildcards: model_metric_files(),
+        metrics=lambda wildcards: model_metric_files(PARAMETER_MODEL_KINDS),
     output:
         html=report(
             "results/reports/models.html",
@@ -81,6 +126,27 @@ rule models_summary:
         "logs/models_summary.log",
     benchmark:
         "logs/benchmarks/models_summary.tsv"
+    conda:
+        "../../envs/mesoinv.yaml"
+    script:
+        "../../scripts/models_summary.py"
+
+
+rule potential_models_summary:
+    # Both potential models against their baselines and P1's r_P (test split).
+    input:
+        metrics=lambda wildcards: model_metric_files(POTENTIAL_MODEL_KINDS),
+    output:
+        html=report(
+            "results/reports/potential_models.html",
+            caption="../report/potential_models.rst",
+            category="Models",
+        ),
+        csv="results/reports/potential_models.csv",
+    log:
+        "logs/potential_models_summary.log",
+    benchmark:
+        "logs/benchmarks/potential_models_summary.tsv"
     conda:
         "../../envs/mesoinv.yaml"
     script:

@@ -78,6 +78,12 @@ class EncoderDecoder(nn.Module):
         self.encoder = nn.Sequential(*encoder)
         self.decoder = nn.Sequential(*decoder)
         self.output = nn.Conv2d(channels, 1, kernel_size, padding=kernel_size // 2)
+        # He initialisation for the ReLU convolutions: with PyTorch's default (gain 1/√3) the
+        # signal shrinks through 18 plain conv layers and training stalls at a constant output.
+        for layer in self.modules():
+            if isinstance(layer, nn.Conv2d) and layer is not self.output:
+                nn.init.kaiming_normal_(layer.weight, nonlinearity="relu")
+                nn.init.zeros_(layer.bias)
 
     def pad(self, image: torch.Tensor) -> torch.Tensor:
         """Zero-pad (…, nx, ny) to multiples of 2^blocks (even split, extra site at the end)."""

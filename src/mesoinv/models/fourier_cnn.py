@@ -5,7 +5,8 @@ a PLDOS map: real and imaginary parts of every coefficient, so ``2 N`` outputs f
 complex coefficients. Compared with the two-parameter CNN (Fig. 9) it has
 
 * 5 × 5 filters in the first block, 3 × 3 after;
-* BatchNorm and ReLU after every convolution ("between all the layers", Fig. 10);
+* BatchNorm and ReLU after every convolution ("between all the layers", Fig. 10; ReLU only
+  after the dense layer, see below);
 * one dense layer (800 neurons in the paper) before the output layer.
 
 Fig. 10 shows one block [conv 5 × 5, BN, max-pool] followed by a block [conv, BN, max-pool]
@@ -75,8 +76,9 @@ class FourierCNN(nn.Module):
         flat = channels * (nx // 2**n_blocks) * (ny // 2**n_blocks)
         self.head = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(flat, dense_units, bias=False),
-            nn.BatchNorm1d(dense_units),
+            # No BatchNorm here: over a (flatten → dense) layer it fails on a last training
+            # batch of one sample, and the convolutions' BatchNorm already fixes the scale.
+            nn.Linear(flat, dense_units),
             nn.ReLU(inplace=True),
             nn.Linear(dense_units, n_outputs),
         )
