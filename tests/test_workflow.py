@@ -68,13 +68,13 @@ def finished_run(tmp_path_factory):
 
 def test_end_to_end_outputs(finished_run):
     results = finished_run / "results"
-    for name, shards in (("p1_varying", 3), ("p1_fixed", 2), ("p2_wire", 3)):
+    for name, shards in (("p1_varying", 3), ("p1_fixed", 3), ("p2_wire", 3)):
         assert len(list((results / "datasets" / name / "shards").glob("*.nc"))) == shards
         for split in ("train", "val", "test"):
             assert (results / "datasets" / name / f"{name}-{split}.nc").exists()
         manifest = json.loads((results / "datasets" / name / "manifest.json").read_text())
         total = sum(s["samples"] for s in manifest["splits"].values())
-        assert total == {"p1_varying": 10, "p1_fixed": 6, "p2_wire": 12}[name]
+        assert total == {"p1_varying": 10, "p1_fixed": 10, "p2_wire": 12}[name]
         validation = json.loads((results / "datasets" / name / "validation.json").read_text())
         assert validation["samples"] == total
         assert (results / "figures" / name / "sample-0.png").read_bytes()[:4] == b"\x89PNG"
@@ -88,7 +88,7 @@ def test_end_to_end_outputs(finished_run):
                 configurations.setdefault(c, set()).add(split)
     assert configurations and all(len(s) == 1 for s in configurations.values())
     # logs and benchmarks for every job
-    assert len(list((finished_run / "logs" / "simulate").rglob("*.log"))) == 8
+    assert len(list((finished_run / "logs" / "simulate").rglob("*.log"))) == 9
     assert len(list((finished_run / "logs" / "benchmarks").rglob("*.tsv"))) == 30  # every job
     # models: trained, evaluated on the test split against the training-mean baseline
     for model in ("p1_s_nd", "p1_rms_xi"):
@@ -102,6 +102,21 @@ def test_end_to_end_outputs(finished_run):
                 b"\x89PNG"
     summary = pd.read_csv(results / "reports" / "models.csv")
     assert set(summary["model"]) == {"p1_s_nd", "p1_rms_xi"}
+    # potential models (P1 Sec. IV): V(x, y) in meV, r_P against two baselines, P1 Figs. 4-8
+    for model in ("p1_fourier", "p1_potential"):
+        evaluation = results / "evaluation" / model
+        with netCDF4.Dataset(evaluation / "predictions-test.nc") as ds:
+            assert ds["potential"].units == "meV" and ds["potential"].dimensions == (
+                "sample", "x", "y")
+        metrics = pd.read_csv(evaluation / "metrics.csv")
+        assert set(metrics["predictor"]) == {"model", "training_mean_potential",
+                                             "zero_potential"}
+        assert set(metrics["split"]) == {"test"}
+        for figure in ("r_p_histogram", "examples", "error_map", "coefficient_errors",
+                       "r_p_by_distance", "pldos_consistency", "prediction-example"):
+            assert (evaluation / f"{figure}.png").read_bytes()[:4] == b"\x89PNG"
+    summary = pd.read_csv(results / "reports" / "potential_models.csv")
+    assert set(summary["model"]) == {"p1_fourier", "p1_potential"}
     # nothing partial left behind
     assert not list(results.rglob(".*partial*")) and not list(results.rglob("*.tmp-*"))
     assert planned_jobs(finished_run) == {}
@@ -149,8 +164,9 @@ def test_rerun_single_targets(finished_run):
     # --forcerun <rule> reruns that rule and what depends on it, no simulation
     # (the models of p1_varying train on its splits: they follow, no simulation does)
     assert planned_jobs(finished_run, "--forcerun", "split_dataset") == {
-        "split_dataset": 3, "dataset_summary": 1, "train_model": 2, "predict_test_split": 2,
-        "evaluate_model": 2, "models_summary": 1, "all": 1}
+        "split_dataset": 3, "dataset_summary": 1, "train_model": 4, "predict_test_split": 4,
+        "evaluate_model": 2, "evaluate_potential_model": 2, "models_summary": 1,
+        "potential_models_summary": 1, "all": 1}
 
 
 def test_config_changes_rerun_only_what_they_affect(finished_run, tmp_path):
@@ -177,7 +193,7 @@ def test_config_changes_rerun_only_what_they_affect(finished_run, tmp_path):
     path = tmp_path / "seed.yaml"
     path.write_text(yaml.safe_dump(reseeded))
     jobs = planned_jobs(finished_run, config=path)
-    assert jobs["dataset_definition"] == 1 and jobs["simulate_p1_shard"] == 2
+    assert jobs["dataset_definition"] == 1 and jobs["simulate_p1_shard"] == 3
 
 
 def test_model_hyperparameter_change_reruns_only_its_training_and_evaluation(finished_run,

@@ -5,8 +5,9 @@ a PLDOS map: real and imaginary parts of every coefficient, so ``2 N`` outputs f
 complex coefficients. Compared with the two-parameter CNN (Fig. 9) it has
 
 * 5 × 5 filters in the first block, 3 × 3 after;
-* BatchNorm and ReLU after every convolution ("between all the layers", Fig. 10; ReLU only
-  after the dense layer, see below);
+* BatchNorm and ReLU after every convolution and after the dense layer ("between all the
+  layers", Fig. 10). A training batch of one sample cannot be batch-normalised: the data
+  module drops such a last batch (:class:`mesoinv.training.data.ImageDataModule`);
 * one dense layer (800 neurons in the paper) before the output layer.
 
 Fig. 10 shows one block [conv 5 × 5, BN, max-pool] followed by a block [conv, BN, max-pool]
@@ -76,9 +77,8 @@ class FourierCNN(nn.Module):
         flat = channels * (nx // 2**n_blocks) * (ny // 2**n_blocks)
         self.head = nn.Sequential(
             nn.Flatten(),
-            # No BatchNorm here: over a (flatten → dense) layer it fails on a last training
-            # batch of one sample, and the convolutions' BatchNorm already fixes the scale.
-            nn.Linear(flat, dense_units),
+            nn.Linear(flat, dense_units, bias=False),  # BatchNorm's shift replaces the bias
+            nn.BatchNorm1d(dense_units),
             nn.ReLU(inplace=True),
             nn.Linear(dense_units, n_outputs),
         )

@@ -333,9 +333,12 @@ class ImageDataModule(pl.LightningDataModule):
             workers = self.max_workers if self.data_mode == "stream" else 0
         else:
             workers = min(int(self.num_workers), max(self.max_workers, 0))
+        # A last training batch of one sample is dropped (a different one each epoch, as the
+        # split is shuffled): BatchNorm cannot normalise a single sample in training mode.
+        drop_last = shuffle and len(self._datasets[split]) % self.batch_size == 1
         return DataLoader(self._datasets[split], batch_size=self.batch_size, shuffle=shuffle,
                           num_workers=workers, persistent_workers=workers > 0,
-                          pin_memory=False, drop_last=False)
+                          pin_memory=False, drop_last=drop_last)
 
     def train_dataloader(self):
         return self._loader("train", shuffle=True)

@@ -17,6 +17,12 @@ lists, dicts only):
 ``data_metadata``       physics of the training data: lattice constant (nm), region and QPC
                         (sites), Fermi energy (meV), hopping (meV), effective mass (kg), ...
 ``hyperparameters``     the model's config entry as trained.
+``diffusion``, ``sampling``, ``image_normalization``, ``trace_normalization``
+                        P2 diffusion models only (:mod:`mesoinv.training.train_diffusion`):
+                        the noise schedule, the default sampler settings, the LDOS and G(B)
+                        statistics of the training split. There ``inputs`` describes the
+                        conditioning trace (fields in T) and ``targets`` the generated image
+                        (kind ``ldos_image``).
 ``training``            dataset, split sizes and checksums, steps, epochs, best val loss,
                         seed, versions, the command.
 """
@@ -29,6 +35,7 @@ import torch
 
 from ..datasets.netcdf import atomic_path
 from ..models import EncoderDecoder, FourierCNN, ParameterCNN
+from ..models.diffusion_unet import ConditionalUNet
 
 __all__ = ["MODEL_FORMAT_VERSION", "ModelFile", "IncompatibleDataError", "NETWORKS",
            "network_from_spec", "save_model_file", "load_model_file", "file_sha256"]
@@ -37,7 +44,12 @@ MODEL_FORMAT_VERSION = "mesoinv-model-1"
 
 #: Network classes a model file may name.
 NETWORKS = {"ParameterCNN": ParameterCNN, "FourierCNN": FourierCNN,
-            "EncoderDecoder": EncoderDecoder}
+            "EncoderDecoder": EncoderDecoder, "ConditionalUNet": ConditionalUNet}
+
+#: Physical metadata of a P2 model's training data compared with a new trace's, with units.
+CHECKED_P2_METADATA = {"dataset_kind": None, "width_sites": "sites", "length_sites": "sites",
+                       "antidot_radius_sites": "sites", "energy_t": "t",
+                       "lattice_constant_nm": "nm", "ldos_padding_sites": "sites"}
 
 #: Physical metadata compared between a model's training data and new input, with units.
 CHECKED_METADATA = {"dataset_kind": None, "lattice_constant_nm": "nm", "energy_meV": "meV",
@@ -81,13 +93,65 @@ class ModelFile:
                     "training"):
             setattr(self, key, content[key])
         self.baselines = content.get("baselines", {})
+        for key in ("diffusion", "sampling", "image_normalization", "trace_normalization"):
+            setattr(self, key, content.get(key))
+
+    @property
+    def is_diffusion(self) -> bool:
+        """A P2 trace → LDOS generator (no target object; see :meth:`check_trace`)."""
+        return self.targets.get("kind") == "ldos_image"
 
     @property
     def target_set(self):
-        """The fitted target object (:mod:`mesoinv.training.targets`)."""
+        """The fitted target object (:mod:`mesoinv.training.targets`) of a P1 model."""
         from .targets import targets_from_dict
 
+        if self.is_diffusion:
+            raise ValueError(f"model '{self.model_name}' generates LDOS images from traces; "
+                             "it has no P1 target object")
         return targets_from_dict(self.targets)
+
+    def check_trace(self, *, fields_T, metadata: dict, source: str):
+        """Refuse traces a P2 model was not trained for: another field grid (count, or any
+        field more than 1e-9 T off) or another device (``CHECKED_P2_METADATA``).
+
+        Raises
+        ------
+        IncompatibleDataError
+            Naming every mismatch, with the trained value and the given one.
+        """
+        problems = []
+        trained = [float(f) for f in self.inputs["fields_T"]]
+        given = [float(f) for f in fields_T]
+        if len(given) != len(trained):
+            problems.append(f"{len(given)} field points ≠ {len(trained)} (trained, "
+                            f"{trained[0]:g}…{trained[-1]:g} T)")
+        else:
+            worst = max((abs(a - b) for a, b in zip(given, trained)), default=0.0)
+            if worst > 1e-9:
+                problems.append(f"field grid differs from the trained one by up to {worst:.3g} T "
+                                f"(trained {trained[0]:g}…{trained[-1]:g} T in "
+                                f"{len(trained)} points)")
+        problems += self._metadata_problems(metadata, CHECKED_P2_METADATA)
+        if problems:
+            raise IncompatibleDataError(
+                f"{source} does not match model '{self.model_name}' (trained on dataset "
+                f"'{self.training.get('dataset')}'): " + "; ".join(problems))
+
+    def _metadata_problems(self, metadata: dict, checked: dict) -> list:
+        problems = []
+        for key, unit in checked.items():
+            if key not in metadata or key not in self.data_metadata:
+                continue
+            trained, given = self.data_metadata[key], metadata[key]
+            if isinstance(trained, str) or isinstance(given, str):
+                same = trained == given
+            else:
+                same = math.isclose(float(trained), float(given), rel_tol=1e-9, abs_tol=0)
+            if not same:
+                problems.append(f"{key} = {given}{' ' + unit if unit else ''} ≠ {trained}"
+                                f"{' ' + unit if unit else ''} (trained)")
+        return problems
 
     def build_network(self) -> torch.nn.Module:
         """The network with its trained weights, in eval mode, on the CPU."""
@@ -122,17 +186,7 @@ class ModelFile:
                    if not any(abs(f - float(g)) <= 1e-9 for g in fields_T)]
         if missing:
             problems.append(f"field(s) {missing} T missing (input has {list(fields_T)} T)")
-        for key, unit in CHECKED_METADATA.items():
-            if key not in metadata or key not in self.data_metadata:
-                continue
-            trained, given = self.data_metadata[key], metadata[key]
-            if isinstance(trained, str) or isinstance(given, str):
-                same = trained == given
-            else:
-                same = math.isclose(float(trained), float(given), rel_tol=1e-9, abs_tol=0)
-            if not same:
-                problems.append(f"{key} = {given}{' ' + unit if unit else ''} ≠ {trained}"
-                                f"{' ' + unit if unit else ''} (trained)")
+        problems += self._metadata_problems(metadata, CHECKED_METADATA)
         if self.targets.get("kind") == "fourier_coefficients" and \
                 "dopant_distance_range_nm" in metadata:
             # The coefficients → V(x, y) rebuild (Eq. 1) holds for the trained s only.
