@@ -200,7 +200,7 @@ def run(quick: bool = False) -> list[Row]:
         lead_kwant.row("p2.c.leads_kwant", "(c') Kwant lead.selfenergy, per field per lead"),
         numpy_floor.row("p2.d.floor_inv", f"(d) floor: {cfg.length} × (numpy.linalg.inv on a "
                         f"stack of {cfg.width}×{cfg.width} + one product), per field",
-                        note="the issue's definition"),
+                        note="the reference floor (docs/benchmarks.md)"),
         lapack_floor.row("p2.d.floor_lapack", f"(d') {cfg.length} × LAPACK getrf+getri per "
                          f"{cfg.width}×{cfg.width}, per field", note="the plain RGF's kernel"),
         ldos_fast.row("p2.e.ldos_fast", "(e) rgf.ldos at B = 0, per image"),
@@ -211,7 +211,7 @@ def run(quick: bool = False) -> list[Row]:
                   plain),
         ratio_row("p2.ratio.b_over_cold", "(b) / cold: including the lead batch", kwant_t,
                   cold),
-        ratio_row("p2.ratio.a_over_floor", "(a) / (d): distance from the issue's floor", fast,
+        ratio_row("p2.ratio.a_over_floor", "(a) / (d): distance from the reference floor", fast,
                   numpy_floor),
         ratio_row("p2.ratio.a_rgf_over_floor_lapack", "(a') / (d'): plain RGF over its kernel",
                   plain, lapack_floor),

@@ -50,7 +50,7 @@ def report_markdown(info, tables, *, quick: bool, seconds: float) -> str:
         "",
         f"Mode: {'--quick (tiny problems; numbers mean nothing)' if quick else 'full'}; "
         f"total wall time {seconds:.0f} s. Timings are wall-clock seconds per sample: median "
-        "and min over n repeats. Ratios are of medians. PASS/MISS are the issue's targets "
+        "and min over n repeats. Ratios are of medians. PASS/MISS compare with the targets "
         "(informative). Row meanings: docs/benchmarks.md.",
         "",
         "## Machine",

@@ -30,11 +30,25 @@ Rows (keys are stable; docs/benchmarks.md says what each means):
                            ``predict_dataset`` per map (whole command on a file), and a plain
                            batch-32 forward pass per map for comparison.
 * ``train.paper.*``        the same at P1's 256 × 192 sites (fewer steps).
+* ``train.<m>.*``          the two P1 potential models, ``m`` = ``fourier`` (the demo's
+                           ``p1_fourier``: ``FourierCNN``, 2 N standardised coefficients) and
+                           ``encdec`` (``p1_potential``: ``EncoderDecoder``, min-max V image),
+                           on the demo geometry with a fixed s (``p1_fixed``), at each model's
+                           own batch size: ``a``/``b``/``ratio.overhead``/``check`` as above
+                           (Lightning vs the plain loop, same batches, same start);
+                           ``d.predict_images`` (network output per map: coefficients or V);
+                           for ``fourier`` also ``d.rebuild`` (Eq. (1) of the predicted
+                           coefficients on the grid, ``FourierTargets.potential_meV``),
+                           ``d.predict_potential`` (both: V(x, y) in meV, what ``mesoinv
+                           predict`` computes) and ``d.rebuild_share``; ``d.predict_dataset``
+                           (the whole command on the val split, netCDF written).
 
 Training runs, loaders and prediction are interleaved repeat by repeat, so machine load hits
 them alike. Input data: PLDOS maps simulated by ``P1Simulator`` (a few distinct samples,
 repeated with distinct ids to fill the split; the training throughput does not depend on the
-values) written by ``write_p1_netcdf`` in the exact split format.
+values) written by ``write_p1_netcdf`` in the exact split format; for the potential models a
+second pair of splits from the config's ``p1_fixed`` (one dopant distance, as Eq. (1)'s rebuild
+needs), with the true coefficients, modes and potentials the targets are read from.
 """
 
 from __future__ import annotations
@@ -63,6 +77,10 @@ TARGET_LOADER_OVER_TRAINING = 3.0
 MODEL_CONFIG = "config/config.yaml"
 MODEL_NAME = "p1_s_nd"
 
+#: The P1 potential models (P1 Sec. IV): (row key, entry of MODEL_CONFIG); their dataset.
+POTENTIAL_MODELS = (("fourier", "p1_fourier"), ("encdec", "p1_potential"))
+POTENTIAL_DATASET = "p1_fixed"
+
 LOADER_MODES = (("stream0", "stream", 0), ("stream1", "stream", 1), ("ram", "ram", 0),
                 ("device", "device", 0))
 
@@ -81,19 +99,21 @@ class Config:
     loader_modes: tuple = tuple(name for name, _, _ in LOADER_MODES)
     train_model: bool = True
     fixed_cost: bool = True  # also time both loops with a one-layer network
+    potential_models: bool = False  # also the P1 potential models (POTENTIAL_MODELS)
+    potential_batch: int | None = None  # their batch size (None: each model's config entry)
     seed: int = 1
 
 
 #: The demo's geometry (config/config.yaml: 64 × 48 sites). ≈ 1.7 min on the 2-core box.
 DEMO = Config("config/config.yaml", n_unique=32, batch_size=32, warmup_steps=5,
-              timed_steps=24, n_repeats=9, n_predict=160)
+              timed_steps=24, n_repeats=9, n_predict=160, potential_models=True)
 #: P1's geometry (config/paper.yaml: 256 × 192 sites), one line of each kind. ≈ 1.2 min.
 PAPER = Config("config/paper.yaml", n_unique=4, batch_size=32, warmup_steps=1,
                timed_steps=4, n_repeats=3, n_predict=24, loader_modes=("stream0", "ram"),
                train_model=False, fixed_cost=False)
 #: --quick: the test config's 40 × 30 sites, a few steps, one repeat.
 QUICK = Config("config/test.yaml", n_unique=2, batch_size=8, warmup_steps=1, timed_steps=2,
-               n_repeats=1, n_predict=4)
+               n_repeats=1, n_predict=4, potential_models=True, potential_batch=8)
 QUICK_PAPER = Config("config/test.yaml", n_unique=2, batch_size=8, warmup_steps=1,
                      timed_steps=1, n_repeats=1, n_predict=2,
                      loader_modes=("stream0", "ram"), train_model=False,
@@ -106,15 +126,19 @@ def _progress(message: str) -> None:
 
 # -- data -------------------------------------------------------------------------------------
 
-def _write_splits(cfg: Config, directory: Path):
-    """Train and val files in the P1 split format; returns (train, val, spec)."""
+def _write_splits(cfg: Config, directory: Path, dataset: str = "p1_varying",
+                  batch_size: int | None = None, prefix: str = "bench"):
+    """Train and val files in the P1 split format of ``cfg.config_file``'s ``dataset``
+    (every stored variable: PLDOS, potential, coefficients, modes, parameters); the train
+    split holds (W + T) batches of ``batch_size`` (default ``cfg.batch_size``). Returns
+    (train, val, spec)."""
     from dataclasses import replace
 
     from mesoinv.config import load_config
     from mesoinv.datasets import P1Simulator, dataset_spec
     from mesoinv.datasets.netcdf import write_p1_netcdf
 
-    spec = dataset_spec(load_config(REPO_ROOT / cfg.config_file), "p1_varying")
+    spec = dataset_spec(load_config(REPO_ROOT / cfg.config_file), dataset)
     simulator = P1Simulator(spec)
     unique = [simulator.simulate(i) for i in range(cfg.n_unique)]
 
@@ -122,10 +146,11 @@ def _write_splits(cfg: Config, directory: Path):
         for k in range(n):
             yield replace(unique[k % len(unique)], sample_id=first_id + k)
 
-    n_train = (cfg.warmup_steps + cfg.timed_steps) * cfg.batch_size
-    n_val = max(cfg.batch_size, cfg.n_unique)
-    train = directory / "bench-train.nc"
-    val = directory / "bench-val.nc"
+    batch_size = batch_size or cfg.batch_size
+    n_train = (cfg.warmup_steps + cfg.timed_steps) * batch_size
+    n_val = max(batch_size, cfg.n_unique)
+    train = directory / f"{prefix}-train.nc"
+    val = directory / f"{prefix}-val.nc"
     meta = simulator.file_metadata()
     write_p1_netcdf(train, spec, _Sized(repeated(n_train, 0), n_train), **meta,
                     extra_attributes={"split": "train"})
@@ -147,11 +172,12 @@ class _Sized:
         return iter(self.iterable)
 
 
-def _model_definition(batch_size: int) -> dict:
+def _model_definition(batch_size: int | None, name: str = MODEL_NAME) -> dict:
+    """The config entry of model ``name`` (batch ``batch_size``; None: the entry's own)."""
     from mesoinv.config import load_config
 
-    definition = dict(load_config(REPO_ROOT / MODEL_CONFIG)["models"][MODEL_NAME],
-                      name=MODEL_NAME)
+    definition = dict(load_config(REPO_ROOT / MODEL_CONFIG)["models"][name], name=name)
+    batch_size = batch_size or definition["batch_size"]
     definition.update(batch_size=batch_size, max_epochs=1, max_steps=None, data_mode="ram",
                       num_workers=0)
     return definition
@@ -159,9 +185,10 @@ def _model_definition(batch_size: int) -> dict:
 
 def _datamodule(train, val, definition, data_mode, num_workers=0, mirror=False):
     from mesoinv.training.data import ImageDataModule
+    from mesoinv.training.train import target_set
 
     inputs = definition["inputs"]
-    module = ImageDataModule(train, val, targets=definition["targets"],
+    module = ImageDataModule(train, val, targets=target_set(definition),
                              fields_T=inputs["fields_T"], transform=inputs["transform"],
                              batch_size=definition["batch_size"], data_mode=data_mode,
                              num_workers=num_workers, mirror_augmentation=mirror,
@@ -170,13 +197,19 @@ def _datamodule(train, val, definition, data_mode, num_workers=0, mirror=False):
     return module
 
 
-def _network(definition, image_shape, in_channels):
-    from mesoinv.models import ParameterCNN
+def _network(definition, datamodule):
+    """The model kind's network, built from its spec as ``train_model`` builds it."""
+    from mesoinv.training.model_file import network_from_spec
 
-    arch = definition["architecture"]
-    return ParameterCNN(image_shape, in_channels, len(definition["targets"]),
-                        conv_channels=tuple(arch["conv_channels"]),
-                        kernel_size=arch["kernel_size"], dense_units=tuple(arch["dense_units"]))
+    return network_from_spec(_network_spec(definition, datamodule))
+
+
+def _network_spec(definition, datamodule) -> dict:
+    from mesoinv.training.train import network_spec
+
+    return network_spec(definition["kind"], definition["architecture"],
+                        datamodule.info.image_shape, len(datamodule.field_indices),
+                        datamodule.target_set.n_outputs)
 
 
 # -- training ---------------------------------------------------------------------------------
@@ -210,7 +243,7 @@ def _lightning_run(cfg, datamodule, network, initial_state, definition):
     from mesoinv.training.modules import RegressionModule
 
     network.load_state_dict(initial_state)
-    module = RegressionModule(network, model_name=MODEL_NAME,
+    module = RegressionModule(network, model_name=definition["name"],
                               optimizer=definition["optimizer"])
     clock = _step_clock()
     trainer = pl.Trainer(accelerator="cpu", devices=1, precision="32-true",
@@ -282,21 +315,25 @@ def _loader_pass(loader, datamodule):
 # -- prediction -------------------------------------------------------------------------------
 
 def _model_file(path, network, datamodule, definition):
+    """A model file as ``train_model`` writes it (targets, baselines), with these weights."""
     from mesoinv.training.model_file import load_model_file, save_model_file
-    from mesoinv.training.train import network_spec
+    from mesoinv.training.targets import training_mean_potential
 
     info = datamodule.info
-    spec = network_spec(definition["kind"], definition["architecture"], info.image_shape,
-                        len(datamodule.field_indices), len(definition["targets"]))
+    spec = _network_spec(definition, datamodule)
     inputs = definition["inputs"]
+    targets = datamodule.target_set
+    baselines = {}
+    if targets.kind in ("fourier_coefficients", "potential"):
+        baselines["training_mean_potential_meV"] = \
+            training_mean_potential(datamodule.train_path).tolist()
     save_model_file(path, {
-        "model_name": MODEL_NAME, "model_kind": definition["kind"], "network": spec,
+        "model_name": definition["name"], "model_kind": definition["kind"], "network": spec,
         "state_dict": {k: v.detach().clone() for k, v in network.state_dict().items()},
         "inputs": {"variable": inputs["variable"], "fields_T": datamodule.fields_T,
                    "image_shape": list(info.image_shape), "transform": inputs["transform"]},
         "input_normalization": datamodule.normalization.to_dict(),
-        "targets": {**datamodule.target_standardization.to_dict(),
-                    "long_names": [info.variable_long_names[n] for n in definition["targets"]]},
+        "targets": targets.to_dict(), "baselines": baselines,
         "data_metadata": dict(info.metadata), "hyperparameters": definition,
         "training": {"dataset": "benchmark", "n_train": info.n_samples,
                      "n_val": datamodule.val_info.n_samples},
@@ -325,6 +362,83 @@ def _predict_timings(model, maps, model_path, val_path, out_dir, repeat, batch_s
     return images_sw, dataset_sw, batch_sw
 
 
+# -- potential models -------------------------------------------------------------------------
+
+def _potential_models(cfg: Config, tmp: Path, tag: str) -> list:
+    """Data, networks and model files of the P1 potential models, and empty timings.
+
+    One pair of p1_fixed splits serves both models: (W + T) batches of the larger batch, so
+    each run is at most one epoch. The model files hold the initial weights (prediction time
+    does not depend on them)."""
+    import torch
+
+    from mesoinv.training.data import iter_images
+
+    definitions = [(key, _model_definition(cfg.potential_batch, name))
+                   for key, name in POTENTIAL_MODELS]
+    batch = max(d["batch_size"] for _, d in definitions)
+    _progress(f"{tag}: simulating {cfg.n_unique} samples ({cfg.config_file}, "
+              f"{POTENTIAL_DATASET}) and writing the splits")
+    train, val, _ = _write_splits(cfg, tmp, POTENTIAL_DATASET, batch_size=batch,
+                                  prefix="bench-fixed")
+    models = []
+    for key, definition in definitions:
+        ram = _datamodule(train, val, definition, "ram")
+        torch.manual_seed(cfg.seed)
+        network = _network(definition, ram)
+        maps = list(iter_images(val, ram.val_field_indices))
+        maps = (maps * (cfg.n_predict // len(maps) + 1))[:cfg.n_predict]
+        model_path = tmp / f"model-{key}.pt"
+        models.append(SimpleNamespace(
+            key=key, definition=definition, val=val, ram=ram, network=network,
+            initial_state={k: v.detach().clone() for k, v in network.state_dict().items()},
+            maps=maps, model_path=model_path,
+            model=_model_file(model_path, network, ram, definition),
+            parameters=sum(q.numel() for q in network.parameters()),
+            n_outputs=ram.target_set.n_outputs, n_train=ram.info.n_samples,
+            n_val=ram.val_info.n_samples, lightning=Timings(), plain=Timings(), paired=[],
+            loss_diffs=[], pred_images=Timings(), rebuild=Timings(),
+            pred_potential=Timings(), rebuild_share=[], pred_dataset=Timings()))
+    return models
+
+
+def _potential_repeat(cfg: Config, p, repeat: int, tmp: Path) -> None:
+    """One repeat of one potential model: (a) and (b) back to back, then prediction."""
+    from mesoinv.evaluation.predict import predict_dataset, predict_images
+
+    order = ("lightning", "plain") if repeat % 2 == 0 else ("plain", "lightning")
+    results = {}
+    for which in order:
+        runner = _lightning_run if which == "lightning" else _plain_run
+        results[which] = runner(cfg, p.ram, p.network, p.initial_state, p.definition)
+    (wall_l, cpu_l), losses_l = results["lightning"]
+    (wall_p, cpu_p), losses_p = results["plain"]
+    p.lightning.add(wall_l, cpu_l)
+    p.plain.add(wall_p, cpu_p)
+    p.paired.append(cpu_l / cpu_p)
+    p.loss_diffs.append(max(abs(a - b) for a, b in zip(losses_l, losses_p))
+                        if len(losses_l) == len(losses_p) else float("inf"))
+
+    n = len(p.maps)
+    targets = p.model.target_set
+    with Stopwatch() as images_sw:
+        predictions = predict_images(p.model, p.maps)
+    p.pred_images.add(images_sw.seconds / n, images_sw.cpu_seconds / n)
+    if targets.kind == "fourier_coefficients":
+        # What write_potential_predictions does with predict_images' coefficients.
+        with Stopwatch() as rebuild_sw:
+            potentials = targets.potential_meV(predictions)
+        assert potentials.shape == (n, *p.model.inputs["image_shape"]), potentials.shape
+        p.rebuild.add(rebuild_sw.seconds / n, rebuild_sw.cpu_seconds / n)
+        p.pred_potential.add((images_sw.seconds + rebuild_sw.seconds) / n,
+                             (images_sw.cpu_seconds + rebuild_sw.cpu_seconds) / n)
+        p.rebuild_share.append(rebuild_sw.cpu_seconds
+                               / (images_sw.cpu_seconds + rebuild_sw.cpu_seconds))
+    with Stopwatch() as dataset_sw:
+        predict_dataset(p.model_path, p.val, tmp / f"pred-{p.key}-{repeat}.nc")
+    p.pred_dataset.add(dataset_sw.seconds / p.n_val, dataset_sw.cpu_seconds / p.n_val)
+
+
 # -- one geometry -----------------------------------------------------------------------------
 
 def _measure(cfg: Config, tmp: Path, tag: str):
@@ -341,7 +455,7 @@ def _measure(cfg: Config, tmp: Path, tag: str):
     image_shape = ram.info.image_shape
     in_channels = len(ram.field_indices)
     torch.manual_seed(cfg.seed)
-    network = _network(definition, image_shape, in_channels)
+    network = _network(definition, ram)
     initial_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
 
     loaders = {}
@@ -368,6 +482,7 @@ def _measure(cfg: Config, tmp: Path, tag: str):
         tiny_state = {k: v.detach().clone() for k, v in tiny.state_dict().items()}
     loader_t = {name: Timings() for name in loaders}
     pred_images, pred_dataset, pred_batch = Timings(), Timings(), Timings()
+    potential = _potential_models(cfg, tmp, tag) if cfg.potential_models else []
     loss_diffs, paired, paired_production = [], [], []
     for repeat in range(cfg.n_repeats):
         _progress(f"{tag}: repeat {repeat + 1}/{cfg.n_repeats}")
@@ -404,6 +519,9 @@ def _measure(cfg: Config, tmp: Path, tag: str):
         pred_images.add(sw_images.seconds / len(maps), sw_images.cpu_seconds / len(maps))
         pred_dataset.add(sw_dataset.seconds / n_val, sw_dataset.cpu_seconds / n_val)
         pred_batch.add(sw_batch.seconds / len(maps), sw_batch.cpu_seconds / len(maps))
+        # The potential models in the same repeat, so the machine's load hits all alike.
+        for p in potential:
+            _potential_repeat(cfg, p, repeat, tmp)
     return SimpleNamespace(
         cfg=cfg, image_shape=image_shape, in_channels=in_channels,
         parameters=sum(p.numel() for p in network.parameters()),
@@ -412,7 +530,8 @@ def _measure(cfg: Config, tmp: Path, tag: str):
         tiny_plain=tiny_plain,
         production=production, whole_calls=whole_calls, loaders=loader_t,
         pred_images=pred_images, pred_dataset=pred_dataset, pred_batch=pred_batch,
-        loss_diff=max(loss_diffs), n_maps=len(maps), fields=list(spec.magnetic_fields_T))
+        loss_diff=max(loss_diffs), n_maps=len(maps), fields=list(spec.magnetic_fields_T),
+        potential=potential)
 
 
 # -- rows -------------------------------------------------------------------------------------
@@ -470,7 +589,7 @@ def _rows(m, prefix: str, paper: bool) -> list[Row]:
                 f"channel(s) (fields {m.fields} T in the file)", nx * ny, "sites"),
             Row(f"{prefix}.config.parameters", "ParameterCNN parameters (conv 16/32/64, dense "
                 "128/64: the demo's p1_s_nd)", m.parameters, "parameters"),
-            Row(f"{prefix}.config.batch", "batch size (all paths)", batch, "samples"),
+            Row(f"{prefix}.config.batch", "batch size (all ParameterCNN paths)", batch, "samples"),
             Row(f"{prefix}.config.threads", "torch intra-op threads", torch.get_num_threads(),
                 "threads", note=f"torch {torch.__version__}, pytorch-lightning "
                                 f"{pl.__version__}"),
@@ -552,6 +671,70 @@ def _rows(m, prefix: str, paper: bool) -> list[Row]:
         m.pred_batch.row(f"{prefix}.d.forward_batch", f"(d'') network forward, batches of "
                          f"{batch}, per map", note="what batch 1 gives up"),
     ]
+    for p in m.potential:
+        rows += _potential_rows(p, prefix)
+    return rows
+
+
+def _potential_rows(p, prefix: str) -> list[Row]:
+    """The rows of one P1 potential model (``<prefix>.<key>.*``)."""
+    k = f"{prefix}.{p.key}"
+    d, arch = p.definition, p.definition["architecture"]
+    name, batch = d["name"], d["batch_size"]
+    if d["kind"] == "p1_fourier_cnn":
+        network = (f"FourierCNN (conv {'/'.join(map(str, arch['conv_channels']))}, first "
+                   f"kernel {arch['first_kernel_size']}, dense {arch['dense_units']})")
+        outputs = f"{p.n_outputs} outputs: Re, Im of {p.n_outputs // 2} coefficients"
+        predicted = "coefficients"
+    else:
+        network = (f"EncoderDecoder (encoder {'/'.join(map(str, arch['encoder_channels']))}, "
+                   f"{arch['convs_per_block']} convs per block)")
+        outputs = "output: the V image, min-max normalised"
+        predicted = "V(x, y) in meV (min-max inverted)"
+    rows = [
+        Row(f"{k}.config.parameters", f"{name}: {network} parameters", p.parameters,
+            "parameters", note=f"{d['kind']}; {outputs}"),
+        Row(f"{k}.config.batch", f"{name}: batch size", batch, "samples",
+            note=f"train split {p.n_train} samples; mirror augmentation off (both loops)"),
+        p.lightning.row(f"{k}.a.lightning", f"{name} (a) Lightning Trainer.fit, "
+                        "RegressionModule, ram mode: per step",
+                        note="steady state; logger, checkpoints, progress bar off"),
+        p.plain.row(f"{k}.b.plain", f"{name} (b) plain loop, same batches: per step",
+                    note="same initial weights, same DataLoader"),
+        _rate_row(f"{k}.a.lightning_rate", f"{name} (a) Lightning training throughput",
+                  p.lightning, batch, "samples/s"),
+        _rate_row(f"{k}.b.plain_rate", f"{name} (b) plain-loop training throughput", p.plain,
+                  batch, "samples/s"),
+        _overhead_row(f"{k}.ratio.overhead", f"{name} (a) / (b) − 1: Lightning's overhead "
+                      "per step", p.lightning, p.plain, p.paired),
+        Row(f"{k}.check.same_losses", f"{name} max |loss (a) − loss (b)| over the steps of a "
+            "repeat", max(p.loss_diffs), "1", note="0: same batches, same start, same "
+                                                   "arithmetic"),
+        p.pred_images.row(f"{k}.d.predict_images", f"{name} (d) predict_images, per map "
+                          "(batch 1)", note=f"{1 / p.pred_images.median:,.0f} maps/s; "
+                                            f"{len(p.maps)} maps per call; returns {predicted}"),
+        _rate_row(f"{k}.d.predict_rate", f"{name} (d) predict_images throughput",
+                  p.pred_images, 1, "maps/s"),
+    ]
+    if p.rebuild.wall:
+        rows += [
+            p.rebuild.row(f"{k}.d.rebuild", f"{name} (d rebuild) V(x, y) from the predicted "
+                          "coefficients, Eq. (1) (FourierTargets.potential_meV): per map",
+                          note=f"{1 / p.rebuild.median:,.0f} maps/s"),
+            p.pred_potential.row(f"{k}.d.predict_potential", f"{name} (d) + (d rebuild): "
+                                 "V(x, y) in meV from a map, per map",
+                                 note="what mesoinv predict computes, before the netCDF"),
+            _rate_row(f"{k}.d.predict_potential_rate", f"{name} predict_images + rebuild "
+                      "throughput", p.pred_potential, 1, "maps/s"),
+            Row(f"{k}.d.rebuild_share", f"{name} rebuild / (predict_images + rebuild)",
+                100.0 * statistics.median(p.rebuild_share), "%",
+                note=f"median of {len(p.rebuild_share)} per-repeat CPU-time shares"),
+        ]
+    rows.append(p.pred_dataset.row(
+        f"{k}.d.predict_dataset", f"{name} (d') predict_dataset on a split file, per map",
+        note=f"{1 / p.pred_dataset.median:,.0f} maps/s; {p.n_val} maps: load model, read, "
+             "predict" + (", rebuild" if p.rebuild.wall else "") + ", write netCDF (V, "
+             "truth, coefficients)"))
     return rows
 
 

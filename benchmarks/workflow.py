@@ -104,7 +104,8 @@ def run(quick: bool) -> list[Row]:
                                                 f"{n_per_sample:,} samples", wall_ps, "s",
                         note=f"≈ {wall_ps / n_per_sample * 1e3:.1f} ms per job; linear "
                              f"extrapolation to {n_paper:,} samples ≈ {scaled:.0f} s "
-                             "(NOTES §4 measured 121 s and ≈ 1 GB at 72k)"))
+                             "(an earlier run on this machine: 121 s and ≈ 1 GB "
+                             "at 72,000 jobs)"))
         rows.append(Row("wf.dryrun.per_sample_rss", "peak RSS of that dry run", rss_ps, "MB"))
 
         # One shard at paper scale on 1 and 2 ranks (2 cores here).

@@ -3,7 +3,7 @@
 import json
 import sys
 
-from mesoinv.datasets.kinds import spec_from_entry
+from mesoinv.datasets.kinds import kind_of, spec_from_entry
 from mesoinv.datasets.aggregate import SPLITS, content_checksum, write_splits
 from mesoinv.datasets.netcdf import atomic_path
 
@@ -15,7 +15,9 @@ fractions = spec_entry["splits"]
 ids = write_splits(list(snakemake.input.shards), spec, fractions, outputs)  # noqa: F821
 manifest = {
     "dataset": spec.name,
+    "format_version": kind_of(spec).format_version,
     "sample_config_sha256": spec.config_hash,
+    "sample_checksums": "each sample verified against its checksum while merged",
     "split_fractions": fractions,
     "splits": {name: {"file": outputs[name], "samples": len(ids[name]),
                       "content_sha256": content_checksum(outputs[name])} for name in SPLITS},

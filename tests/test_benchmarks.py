@@ -161,6 +161,15 @@ TRAIN_VALUES = ["train.config.image", "train.config.parameters", "train.config.b
                 "train.b.plain_rate", "train.e.train_model_rate", "train.d.predict_rate",
                 "train.paper.config.image", "train.paper.a.lightning_rate",
                 "train.paper.b.plain_rate", "train.paper.d.predict_rate"]
+# The P1 potential models (issue 9): fourier (FourierCNN) and encdec (EncoderDecoder).
+POTENTIAL_TIMINGS = [f"train.{m}.{row}" for m in ("fourier", "encdec")
+                     for row in ("a.lightning", "b.plain", "d.predict_images",
+                                 "d.predict_dataset")] + ["train.fourier.d.rebuild",
+                                                          "train.fourier.d.predict_potential"]
+POTENTIAL_VALUES = [f"train.{m}.{row}" for m in ("fourier", "encdec")
+                    for row in ("config.parameters", "config.batch", "a.lightning_rate",
+                                "b.plain_rate", "d.predict_rate")] + [
+                        "train.fourier.d.predict_potential_rate", "train.fourier.d.rebuild_share"]
 TRAIN_TARGETED = ["train.ratio.overhead", "train.ratio.loader_stream0",
                   "train.ratio.loader_stream1", "train.ratio.loader_ram",
                   "train.ratio.loader_device", "train.paper.ratio.overhead",
@@ -190,3 +199,27 @@ def test_training_rows(quick_report):
     # timings: the comparison is like for like.
     assert number(rows["train.check.same_losses"]["median / value"]) == 0
     assert number(rows["train.paper.check.same_losses"]["median / value"]) == 0
+
+    # The P1 potential models: the same checks, and the Fourier model's rebuild rows.
+    for key in POTENTIAL_TIMINGS:
+        row = rows[key]
+        assert row["unit"] == "s", key
+        median, minimum = number(row["median / value"]), number(row["min"])
+        assert math.isfinite(median) and median > 0, key
+        assert 0 < minimum <= median, key
+        assert number(row["CPU median"]) > 0, key
+    for key in POTENTIAL_VALUES:
+        value = number(rows[key]["median / value"])
+        assert math.isfinite(value) and value > 0, key
+    assert rows["train.fourier.d.predict_rate"]["unit"] == "maps/s"
+    assert rows["train.encdec.a.lightning_rate"]["unit"] == "samples/s"
+    assert 0 < number(rows["train.fourier.d.rebuild_share"]["median / value"]) < 100
+    # The full path (network + Eq. 1 rebuild) costs at least the network alone.
+    assert number(rows["train.fourier.d.predict_potential"]["CPU median"]) >= \
+        number(rows["train.fourier.d.predict_images"]["CPU median"])
+    for m in ("fourier", "encdec"):
+        key = f"train.{m}.ratio.overhead"
+        assert rows[key]["status"] in ("PASS", "MISS"), key
+        assert math.isfinite(number(rows[key]["median / value"])), key
+        # Same batches, same start: the comparison is like for like.
+        assert number(rows[f"train.{m}.check.same_losses"]["median / value"]) == 0, m

@@ -99,7 +99,7 @@ BAD_CONFIGS = [
     ("datasets.bad-name", {}, "datasets", ""),
     ("typo_top_level", 1, "typo_top_level", "unknown key"),
     ("datasets.p1_fixed.seed", 7, "datasets.p1_fixed.seed", "also the seed of dataset 'p1_varying'"),
-    ("datasets.p1_fixed.splits", {"train": 0.9, "val": 0.1, "test": 0.0},
+    ("datasets.p1_fixed.splits", {"train": 0.95, "val": 0.05, "test": 0.0},
      "datasets.p1_fixed.splits.val", "less than one sample"),
     ("datasets.p1_varying.splits", {"train": 0.8, "val": 0.1, "test": 0.2},
      "datasets.p1_varying.splits", "add up to"),

@@ -18,17 +18,42 @@ Train a model of the config (splits from results/datasets/), then predict test s
 """
 
 import argparse
+import os
 import sys
 
+# No numpy (nor anything that loads it) at import: `mesoinv simulate` pins the BLAS/OpenMP
+# threads first (see main), which BLAS reads once, when numpy loads.
 from .config import ConfigError, load_config
-from .datasets.shards import MPIWiringError
 
-__all__ = ["main", "parse_ids"]
+__all__ = ["main", "parse_ids", "PINNED_THREAD_VARIABLES"]
+
+#: Set to 1 by `mesoinv simulate` before numpy loads: the same summation order, hence the same
+#: bytes, as inside the workflow's shard jobs (whose rule exports them too), whatever the shell
+#: has set. MUMPS is sequential anyway; BLAS threads would only reorder numpy's sums.
+PINNED_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _pin_threads(command: str | None) -> None:
+    if command != "simulate":
+        return
+    changed = {name: os.environ.get(name) for name in PINNED_THREAD_VARIABLES
+               if os.environ.get(name) != "1"}
+    for name in PINNED_THREAD_VARIABLES:
+        os.environ[name] = "1"
+    if changed and "numpy" in sys.modules:  # called from a process that already loaded numpy
+        print(f"mesoinv: warning: numpy was loaded before {', '.join(changed)} could be "
+              "pinned to 1; the bytes may differ in the last digits from the workflow's",
+              file=sys.stderr)
+
+
+#: Most ids one command takes (a shard is at most 1,000,000 samples by the config schema); the
+#: count is checked before any list is built, so '0:1000000000' is refused, not materialized.
+MAX_IDS = 1_000_000
 
 
 def parse_ids(text: str) -> list[int]:
     """Parse ``"0:100"`` (half-open), ``"3"``, ``"1,4,9"`` or mixes such as ``"0:5,10,20:22"``."""
-    ids = []
+    ranges = []
     for part in text.split(","):
         part = part.strip()
         if not part:
@@ -38,12 +63,21 @@ def parse_ids(text: str) -> list[int]:
                 start, stop = (int(v) for v in part.split(":"))
                 if stop <= start:
                     raise ValueError
-                ids.extend(range(start, stop))
             else:
-                ids.append(int(part))
+                start = int(part)
+                stop = start + 1
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"bad id list {text!r}: use e.g. '0:100' (half-open), '7' or '1,4,9'") from None
+        if start < 0:
+            raise argparse.ArgumentTypeError(f"bad id list {text!r}: ids are non-negative")
+        ranges.append(range(start, stop))
+    count = sum(len(r) for r in ranges)
+    if count > MAX_IDS:
+        raise argparse.ArgumentTypeError(
+            f"the id list {text!r} holds {count:,} ids, more than the {MAX_IDS:,} one command "
+            "takes: simulate a dataset in shards (--shard, or the workflow)")
+    ids = [i for r in ranges for i in r]
     if not ids:
         raise argparse.ArgumentTypeError("the id list is empty")
     if len(set(ids)) != len(ids):
@@ -82,8 +116,9 @@ def _simulate(args):
     try:
         counts = simulate_shard(spec, ids, args.output, comm=comm,
                                 progress=not args.no_progress, on_failure=args.on_sample_failure)
-    except Exception:
-        if size > 1:  # the other ranks would wait forever in a collective call
+    except Exception as error:
+        # the other ranks would wait forever in a collective call (unless all of them stopped)
+        if size > 1 and not getattr(error, "raised_on_all_ranks", False):
             logging.getLogger("mesoinv").exception("rank %d failed; aborting all ranks", rank)
             comm.Abort(1)
         raise
@@ -141,20 +176,50 @@ def _train(args):
             raise FileNotFoundError(f"split file {path} does not exist (run the workflow's "
                                     f"split_dataset for '{dataset}' first)")
     state = args.state_dir or Path("results/training") / definition["name"]
-    train_model(definition, train_path=train, val_path=val, output=args.output,
-                state_root=state, progress=False if args.no_progress else None,
-                threads=args.threads)
+    trainer = train_model
+    if definition.get("kind") == "p2_diffusion":
+        from .training.train_diffusion import train_diffusion_model as trainer
+    trainer(definition, train_path=train, val_path=val, output=args.output,
+            state_root=state, progress=False if args.no_progress else None,
+            threads=args.threads)
     out = Path(args.output)
     write_training_outputs(out, args.metrics_csv or out.with_name("training_metrics.csv"),
                            args.loss_curve or out.with_name("loss_curve.png"))
     print(f"wrote {args.output}", file=sys.stderr)
 
 
+def _generate(args):
+    """`mesoinv predict` with a P2 diffusion model: LDOS images generated from traces."""
+    from pathlib import Path
+
+    from .evaluation.generate import generate_from_csv, generate_from_dataset
+
+    options = {"samples_per_trace": args.samples_per_trace, "sampler": args.sampler,
+               "steps": args.steps, "guidance_scale": args.guidance_scale, "seed": args.seed,
+               "figure": args.figure}
+    if Path(args.input).suffix.lower() == ".csv":
+        if args.ids is not None:
+            raise ValueError("--ids selects samples of a netCDF input, not of a CSV file")
+        return generate_from_csv(args.model, args.input, args.output, **options)
+    return generate_from_dataset(args.model, args.input, args.output, ids=args.ids, **options)
+
+
 def _predict(args):
     from pathlib import Path
 
     from .evaluation.predict import predict_dataset, predict_npy
+    from .training.model_file import load_model_file
 
+    diffusion_flags = [flag for flag, value in (
+        ("--samples-per-trace", args.samples_per_trace), ("--sampler", args.sampler),
+        ("--steps", args.steps), ("--guidance-scale", args.guidance_scale),
+        ("--seed", args.seed)) if value is not None]
+    if load_model_file(args.model).is_diffusion:
+        path = _generate(args)
+        print(f"wrote {path}", file=sys.stderr)
+        return
+    if diffusion_flags:
+        raise ValueError(f"{', '.join(diffusion_flags)} apply to P2 diffusion models only")
     if Path(args.input).suffix == ".npy":
         missing = [flag for flag, value in (("--lattice-constant-nm", args.lattice_constant_nm),
                                             ("--energy-meV", args.energy_meV),
@@ -175,10 +240,39 @@ def _predict(args):
 
 
 def _evaluate(args):
-    from .evaluation.regression import evaluate_parameter_model
+    from pathlib import Path
 
-    paths = evaluate_parameter_model(args.predictions, args.output_dir,
-                                     dataset_path=args.dataset)
+    import netCDF4
+
+    from .evaluation.predict import POTENTIAL_PREDICTIONS_FORMAT_VERSION
+
+    if not Path(args.predictions).is_file():
+        raise FileNotFoundError(f"predictions file {args.predictions} does not exist")
+    with netCDF4.Dataset(args.predictions) as ds:
+        version = getattr(ds, "format_version", None)
+    if version == "mesoinv-generated-ldos-1":
+        from .evaluation.diffusion import evaluate_diffusion_model
+
+        missing = [flag for flag, value in (("--model", args.model), ("--dataset", args.dataset))
+                   if value is None]
+        if missing:
+            raise ValueError(f"evaluating generated LDOS images needs {', '.join(missing)} "
+                             "(the model file for the baselines, snapshots, attention and "
+                             "score field; the dataset split for the truth)")
+        paths = evaluate_diffusion_model(args.predictions, args.output_dir,
+                                         model_path=args.model, dataset_path=args.dataset,
+                                         train_path=args.train)
+    elif version == POTENTIAL_PREDICTIONS_FORMAT_VERSION:
+        from .evaluation.reconstruction import evaluate_potential_model
+
+        paths = evaluate_potential_model(args.predictions, args.output_dir,
+                                         dataset_path=args.dataset,
+                                         physics_samples=args.physics_samples)
+    else:
+        from .evaluation.regression import evaluate_parameter_model
+
+        paths = evaluate_parameter_model(args.predictions, args.output_dir,
+                                         dataset_path=args.dataset)
     for path in paths.values():
         print(f"wrote {path}", file=sys.stderr)
 
@@ -239,13 +333,29 @@ def build_parser() -> argparse.ArgumentParser:
                          help="field of each channel of a .npy input")
     predict.add_argument("-o", "--output", required=True, help="netCDF predictions to write")
     predict.add_argument("--figure", help="PNG: first map and predictions (vs truth if known)")
+    predict.add_argument("--samples-per-trace", type=int,
+                         help="P2 diffusion models: LDOS images generated per trace")
+    predict.add_argument("--sampler", choices=("ddpm", "ddim"),
+                         help="P2: ancestral DDPM (every step) or deterministic DDIM")
+    predict.add_argument("--steps", type=int, help="P2: DDIM steps")
+    predict.add_argument("--guidance-scale", type=float,
+                         help="P2's gamma: gamma eps(x, y) + (1 - gamma) eps(x); 0 ignores the trace")
+    predict.add_argument("--seed", type=int, help="P2: sampling seed")
     predict.set_defaults(func=_predict)
 
     evaluate = sub.add_parser("evaluate", help="metrics and figures of a predictions file")
     evaluate.add_argument("predictions", help="netCDF written by mesoinv predict")
     evaluate.add_argument("--output-dir", required=True)
     evaluate.add_argument("--dataset", help="the dataset file predicted (adds the Bayes ceiling "
-                                            "from the true potentials to the metrics)")
+                                            "from the true potentials to the metrics; "
+                                            "for potential models: the input PLDOS and the "
+                                            "physics-consistency check)")
+    evaluate.add_argument("--model", help="P2: the model file (baselines, snapshots, attention, "
+                                          "score field)")
+    evaluate.add_argument("--train", help="P2: the training split (trace-blind baseline)")
+    evaluate.add_argument("--physics-samples", type=int, default=100,
+                          help="potential models: test samples whose PLDOS is recomputed by the "
+                               "simulator from the predicted potential (default 100)")
     evaluate.set_defaults(func=_evaluate)
     return parser
 
@@ -253,16 +363,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    _pin_threads(args.command)  # before anything loads numpy
+    from .datasets.shards import MPIWiringError
+
     try:
         args.func(args)
     except ConfigError as error:
         parser.exit(2, f"mesoinv: invalid configuration: {error}\n")
     except MPIWiringError as error:
         parser.exit(2, f"mesoinv: MPI launch error: {error}\n")
-    except RuntimeError as error:  # e.g. a sample that failed twice, named in the message
+    except RuntimeError as error:  # e.g. a sample that failed twice, or an unwritable output
         parser.exit(1, f"mesoinv: {error}\n")
     except (ValueError, FileNotFoundError) as error:
         parser.exit(2, f"mesoinv: {error}\n")
+    except OSError as error:  # read-only, full disk, a directory in the way: path and cause
+        parser.exit(1, f"mesoinv: {error}\n")
 
 
 if __name__ == "__main__":

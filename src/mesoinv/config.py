@@ -19,7 +19,7 @@ import jsonschema
 import yaml
 
 __all__ = ["ConfigError", "load_config", "validate_config", "load_schema", "sample_config_hash",
-           "parameter_range", "dataset_definition"]
+           "parameter_range", "dataset_definition", "check_duplicate_keys", "check_config_file"]
 
 #: Physically sensible bounds, checked beyond the schema (units in the key names).
 DOPANT_DISTANCE_BOUNDS_NM = (5.0, 500.0)
@@ -28,6 +28,16 @@ DOPANT_DENSITY_BOUNDS_CM2 = (1e9, 1e14)
 #: Keys of a dataset entry that do not change any sample's content (excluded from its hash
 #: and from the definition that simulation jobs depend on).
 NON_SAMPLE_KEYS = ("n_samples", "shard_size", "splits", "on_sample_failure")
+
+#: Sizes beyond which a dataset's cost is absurd (memory of one job, or of Snakemake's DAG):
+#: refused with the key named instead of exhausting memory hours later. P1 at paper scale is
+#: 49,152 sites and 376 Fourier modes; the paper config has 482 shard jobs.
+MAX_SITES_PER_SAMPLE = 2_000_000
+MAX_FOURIER_MODES = 1_000_000
+MAX_SHARDS_PER_DATASET = 20_000
+MAX_DATASET_BYTES = 10 * 2**40
+#: P2 antidot-class enumeration holds ~12 int64 arrays of W² (2L + 5) entries (P2: 312,500).
+MAX_P2_ENUMERATION = 5_000_000
 
 
 class ConfigError(ValueError):
@@ -59,7 +69,15 @@ def _with_defaults(validator_class):
     return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
 
 
-_Validator = _with_defaults(jsonschema.Draft202012Validator)
+def _is_integer(checker, instance):
+    """JSON-schema 'integer' means a Python int here: 6.0 or 1e9 are floats, which range()
+    and netCDF attributes refuse later; one validator, one answer."""
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+_Validator = _with_defaults(jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer)))
 
 
 def _key(path) -> str:
@@ -92,6 +110,31 @@ def _yaml11_floats(value):
     return value
 
 
+def _check_finite(value, path=()):
+    """Every number of the config is finite: NaN compares false with every bound, so a schema
+    range alone lets it through (and ±inf overflows later, far from its key)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, (*path, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_finite(item, (*path, index))
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(_key(path), f"{value} is not a finite number (NaN and ±inf are not "
+                                      "allowed anywhere in the config)")
+
+
+def _type_message(error) -> str:
+    expected = error.validator_value if isinstance(error.validator_value, list) \
+        else [error.validator_value]
+    if "integer" in expected and isinstance(error.instance, float):
+        if error.instance.is_integer():
+            return (f"{error.instance!r} is not an integer: write whole numbers without a "
+                    f"decimal point or exponent (e.g. {int(error.instance)})")
+        return f"{error.instance!r} is not an integer"
+    return error.message
+
+
 def validate_config(config: dict) -> dict:
     """Validate a configuration and return a copy with defaults filled in.
 
@@ -103,6 +146,7 @@ def validate_config(config: dict) -> dict:
     if not isinstance(config, dict):
         raise ConfigError("<top level>", f"expected a mapping, got {type(config).__name__}")
     config = _yaml11_floats(copy.deepcopy(config))
+    _check_finite(config)
     validator = _Validator(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.path), list(e.path)))
     if errors:
@@ -114,6 +158,8 @@ def validate_config(config: dict) -> dict:
             key = _key(list(error.path) + extra[:1])
             raise ConfigError(key, f"unknown key (allowed: "
                                    f"{', '.join(sorted(error.schema.get('properties', {})))})")
+        if error.validator == "type":
+            raise ConfigError(_key(error.path), _type_message(error))
         raise ConfigError(_key(error.path), error.message)
     seeds = {}
     for name, dataset in config["datasets"].items():
@@ -164,6 +210,12 @@ def _check_dataset(key, dataset):
         _check_p2_dataset(key, dataset)
     else:
         _check_p1_dataset(key, dataset)
+    n_shards = -(-dataset["n_samples"] // dataset["shard_size"])
+    if n_shards > MAX_SHARDS_PER_DATASET:
+        raise ConfigError(f"{key}.shard_size",
+                          f"{dataset['n_samples']:,} samples in shards of {dataset['shard_size']} "
+                          f"are {n_shards:,} shard jobs, more than the {MAX_SHARDS_PER_DATASET:,} "
+                          "a Snakemake DAG handles well: raise shard_size")
 
 
 def _check_p2_dataset(key, dataset):
@@ -195,6 +247,16 @@ def _check_p2_dataset(key, dataset):
     constraints = PairConstraints(margin_x=a["margin_x_sites"], margin_y=a["margin_y_sites"],
                                   min_separation=float(a["min_separation_sites"]),
                                   half_integer_centres=a["half_integer_centres"])
+    columns = 2 * width if a["half_integer_centres"] else width
+    enumeration = columns**2 * (2 * g["length_sites"] + 5)
+    if enumeration > MAX_P2_ENUMERATION:
+        raise ConfigError(f"{key}.geometry",
+                          f"a {width} × {g['length_sites']}-site wire needs {enumeration:,} "
+                          f"candidate antidot pairs to enumerate, more than {MAX_P2_ENUMERATION:,} "
+                          "(memory); P2's 50 × 60 needs 312,500")
+    image_sites = (2 * width + 2 * dataset["ldos_padding_sites"]) * g["length_sites"]
+    _check_dataset_bytes(key, dataset, image_sites * _itemsize(dataset)
+                         + 8 * dataset["transport"]["n_fields"])
     classes = count_classes(geometry, constraints)
     available = classes * dataset["disorder"]["realizations"]
     if classes == 0:
@@ -225,6 +287,12 @@ def _check_p1_dataset(key, dataset):
             raise ConfigError(f"{key}.geometry.{name}",
                               f"{geometry[name]} nm is not a whole number of lattice constants "
                               f"({a} nm)")
+    nx, ny = round(geometry["length_nm"] / a), round(geometry["width_nm"] / a)
+    if nx * ny > MAX_SITES_PER_SAMPLE:
+        raise ConfigError(f"{key}.geometry.lattice_constant_nm",
+                          f"{geometry['length_nm']:g} × {geometry['width_nm']:g} nm at a = {a:g} nm "
+                          f"is {nx:,} × {ny:,} = {nx * ny:,} sites per sample, more than the "
+                          f"{MAX_SITES_PER_SAMPLE:,} one job can hold (P1 at paper scale: 49,152)")
     try:
         QPCGeometry.from_nm(**geometry)
     except ValueError as error:
@@ -255,11 +323,37 @@ def _check_p1_dataset(key, dataset):
                           f"at s = {s_max:g} nm the cutoff {cutoff:.4f} nm⁻¹ is below the "
                           f"smallest wave vector 2π/{max(geometry['length_nm'], geometry['width_nm']):g} "
                           "nm of the region: the potential would be zero (enlarge the region)")
+    s_min = parameter_range(disorder["dopant_distance_nm"])[0]
+    largest = disorder["cutoff_factor"] / s_min
+    grid = ((math.floor(largest * geometry["length_nm"] / (2 * math.pi)) + 1)
+            * (2 * math.floor(largest * geometry["width_nm"] / (2 * math.pi)) + 1))
+    if grid > MAX_FOURIER_MODES:
+        raise ConfigError(f"{key}.disorder.cutoff_factor",
+                          f"cutoff {disorder['cutoff_factor']:g}/s at s = {s_min:g} nm spans "
+                          f"{grid:,} Fourier modes of the region, more than {MAX_FOURIER_MODES:,} "
+                          "(P1: 3.5, a few hundred modes)")
+    n_fields = len(dataset["transport"]["magnetic_fields_T"])
+    _check_dataset_bytes(key, dataset, nx * ny * (1 + n_fields) * _itemsize(dataset)
+                         + 8 * grid + 64)
+
+
+def _itemsize(dataset) -> int:
+    return 8 if dataset.get("storage_dtype") == "float64" else 4
+
+
+def _check_dataset_bytes(key, dataset, bytes_per_sample):
+    total = bytes_per_sample * dataset["n_samples"]
+    if total > MAX_DATASET_BYTES:
+        raise ConfigError(f"{key}.n_samples",
+                          f"{dataset['n_samples']:,} samples of ≈ {bytes_per_sample / 1e6:.3g} MB "
+                          f"are ≈ {total / 1e12:.3g} TB of shards (and as much again in splits), "
+                          f"more than {MAX_DATASET_BYTES / 1e12:.3g} TB")
 
 
 #: Dataset kind each model kind trains on.
 MODEL_DATASET_KINDS = {"p1_parameter_cnn": "p1_pldos", "p1_fourier_cnn": "p1_pldos",
-                       "p1_encoder_decoder": "p1_pldos"}
+                       "p1_encoder_decoder": "p1_pldos",
+                       "p2_diffusion": "p2_magnetoconductance"}
 
 
 def _check_model(key, model, datasets):
@@ -273,6 +367,11 @@ def _check_model(key, model, datasets):
     if dataset["kind"] != wanted:
         raise ConfigError(f"{key}.dataset", f"a {model['kind']} model trains on a {wanted} "
                                            f"dataset; '{name}' is {dataset['kind']}")
+    if model["kind"] == "p2_diffusion":
+        if dataset["splits"]["val"] == 0 and model["early_stopping"] is not None:
+            raise ConfigError(f"{key}.early_stopping", f"dataset '{name}' has no validation "
+                                                       "split to stop on (splits.val = 0)")
+        return
     distance = dataset["disorder"]["dopant_distance_nm"]
     if model["kind"] == "p1_fourier_cnn" and isinstance(distance, list) and \
             distance[0] != distance[-1]:
@@ -309,13 +408,67 @@ def _check_model(key, model, datasets):
                               f"{centre}): y -> -y is no symmetry of the device")
 
 
+def check_duplicate_keys(text: str, source: str = "the config") -> None:
+    """Refuse a key given twice in one YAML (or JSON) mapping.
+
+    PyYAML, and Snakemake's config loader, silently keep the last of two equal keys (a repeated
+    ``seed``, a dataset name used twice): the first entry would vanish without a word. Keys
+    brought in by a merge key (``<<: *anchor``) may be overridden, as YAML intends.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key's dotted path and both line numbers.
+    """
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return  # the loader reports it, with its position
+    visited = set()
+
+    def walk(node, path):
+        if id(node) in visited:  # an alias: already checked where its anchor is
+            return
+        visited.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            lines = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    walk(value_node, path)
+                    continue
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+                line = key_node.start_mark.line + 1
+                if key is not None and key in lines:
+                    raise ConfigError(_key([*path, key]),
+                                      f"given twice in {source} (lines {lines[key]} and {line}); "
+                                      "YAML would silently keep the last: remove one")
+                lines[key] = line
+                walk(value_node, [*path, key])
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                walk(item, [*path, index])
+
+    if root is not None:
+        walk(root, [])
+
+
+def check_config_file(path) -> None:
+    """What a dict cannot show of a config file: duplicate keys (see
+    :func:`check_duplicate_keys`). The Snakefile calls it on every ``--configfile``."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (FileNotFoundError, IsADirectoryError):
+        raise ConfigError("<file>", f"{path} does not exist or is not a file") from None
+    check_duplicate_keys(text, str(path))
+
+
 def load_config(path) -> dict:
     """Read a YAML configuration file and validate it (see :func:`validate_config`)."""
     path = Path(path)
+    check_config_file(path)
     try:
         config = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError("<file>", f"{path} does not exist") from None
     except yaml.YAMLError as error:
         raise ConfigError("<file>", f"{path} is not valid YAML: {error}") from None
     return validate_config(config)

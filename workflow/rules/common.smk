@@ -5,11 +5,14 @@ import re
 import sys
 from pathlib import Path
 
-from mesoinv.config import dataset_definition, validate_config
+from mesoinv.config import check_config_file, dataset_definition, validate_config
 from mesoinv.datasets.kinds import spec_from_entry
 
 # Validate before any job is scheduled: a bad value stops here naming its key, nothing is
 # written. Defaults from the schema are filled in place (the same object Snakemake holds).
+# Duplicate keys are checked in the files themselves: Snakemake's loader keeps the last.
+for _configfile in workflow.configfiles:
+    check_config_file(_configfile)
 config.update(validate_config(config))
 
 
@@ -107,18 +110,58 @@ def model_split(wildcards, split):
     return f"results/datasets/{dataset}/{dataset}-{split}.nc"
 
 
-def model_metric_files():
-    return [f"results/evaluation/{name}/metrics.csv" for name in config["models"]]
+# Parameter models predict numbers; potential models predict V(x, y). Their evaluations
+# differ (rules evaluate_model and evaluate_potential_model), so each rule matches only the
+# model names of its kinds.
+PARAMETER_MODEL_KINDS = ("p1_parameter_cnn",)
+POTENTIAL_MODEL_KINDS = ("p1_fourier_cnn", "p1_encoder_decoder")
+DIFFUSION_MODEL_KINDS = ("p2_diffusion",)
+# P2 reports its accuracy on the validation split (it has no test split); so do we.
+DIFFUSION_SPLIT = "val"
+
+# Figures of `mesoinv evaluate` for a diffusion model (P2 Figs. 3-5 and the accuracy).
+DIFFUSION_FIGURES = (
+    "accuracy.png",
+    "snapshots.png",
+    "attention.png",
+    "score_field.png",
+)
+
+# Figures of `mesoinv evaluate` for a potential model (fixed names for every kind).
+POTENTIAL_FIGURES = (
+    "r_p_histogram.png",
+    "examples.png",
+    "error_map.png",
+    "coefficient_errors.png",
+    "r_p_by_distance.png",
+    "pldos_consistency.png",
+)
+
+
+def models_of_kinds(kinds):
+    return [name for name, entry in config["models"].items() if entry["kind"] in kinds]
+
+
+def model_pattern(kinds):
+    """Regex matching the names of the models of some kinds."""
+    return "|".join(re.escape(n) for n in models_of_kinds(kinds)) or "(?!)"
+
+
+def model_metric_files(kinds=PARAMETER_MODEL_KINDS):
+    return [f"results/evaluation/{name}/metrics.csv" for name in models_of_kinds(kinds)]
 
 
 def model_targets():
     if not config["models"]:
         return []
+    parameter_models = models_of_kinds(PARAMETER_MODEL_KINDS)
+    potential_models = models_of_kinds(POTENTIAL_MODEL_KINDS)
+    diffusion_models = models_of_kinds(DIFFUSION_MODEL_KINDS)
     return (
         [f"results/models/{name}/loss_curve.png" for name in config["models"]]
         + [
             f"results/evaluation/{name}/{figure}"
-            for name in config["models"]
+            for name in parameter_models
             for figure in (
                 "predicted_vs_true.png",
                 "error_histograms.png",
@@ -126,7 +169,19 @@ def model_targets():
                 "prediction-example.png",
             )
         ]
-        + ["results/reports/models.html"]
+        + [
+            f"results/evaluation/{name}/{figure}"
+            for name in potential_models
+            for figure in POTENTIAL_FIGURES + ("prediction-example.png",)
+        ]
+        + [
+            f"results/evaluation/{name}/{figure}"
+            for name in diffusion_models
+            for figure in DIFFUSION_FIGURES + ("prediction-example.png",)
+        ]
+        + (["results/reports/models.html"] if parameter_models else [])
+        + (["results/reports/potential_models.html"] if potential_models else [])
+        + (["results/reports/diffusion_models.html"] if diffusion_models else [])
     )
 
 

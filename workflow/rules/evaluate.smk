@@ -2,7 +2,6 @@
 
 
 rule predict_test_split:
-    # The same function as `mesoinv predict`: its numbers are the evaluation's, bit for bit.
     input:
         model="results/models/{model}/model.pt",
         test=lambda wildcards: model_split(wildcards, "test"),
@@ -13,6 +12,9 @@ rule predict_test_split:
         "logs/predict/{model}.log",
     benchmark:
         "logs/benchmarks/predict/{model}.tsv"
+    # The same function as `mesoinv predict`: its numbers are the evaluation's, bit for bit.
+    wildcard_constraints:
+        model=model_pattern(PARAMETER_MODEL_KINDS + POTENTIAL_MODEL_KINDS),
     conda:
         "../../envs/mesoinv.yaml"
     shell:
@@ -111,6 +113,64 @@ rule evaluate_potential_model:
         " --output-dir results/evaluation/{wildcards.model} > {log} 2>&1"
 
 
+rule generate_validation_split:
+    input:
+        model="results/models/{model}/model.pt",
+        split=lambda wildcards: model_split(wildcards, DIFFUSION_SPLIT),
+    output:
+        generated=f"results/evaluation/{{model}}/generated-{DIFFUSION_SPLIT}.nc",
+        figure="results/evaluation/{model}/prediction-example.png",
+    log:
+        "logs/predict/{model}.log",
+    benchmark:
+        "logs/benchmarks/predict/{model}.tsv"
+    # P2: LDOS images generated from every validation trace (several draws each), with the
+    # sampler, steps, guidance and seed of the model's `sampling` block; `mesoinv predict`.
+    wildcard_constraints:
+        model=model_pattern(DIFFUSION_MODEL_KINDS),
+    conda:
+        "../../envs/mesoinv.yaml"
+    threads: 2
+    shell:
+        "mesoinv predict {input.model} {input.split} --output {output.generated}"
+        " --figure {output.figure} > {log} 2>&1"
+
+
+rule evaluate_diffusion_model:
+    input:
+        generated=f"results/evaluation/{{model}}/generated-{DIFFUSION_SPLIT}.nc",
+        model="results/models/{model}/model.pt",
+        split=lambda wildcards: model_split(wildcards, DIFFUSION_SPLIT),
+        train=lambda wildcards: model_split(wildcards, "train"),
+    output:
+        metrics="results/evaluation/{model}/metrics.csv",
+        figures=[
+            report(
+                f"results/evaluation/{{model}}/{figure}",
+                caption=f"../report/diffusion_{figure.removesuffix('.png')}.rst",
+                category="Models",
+                subcategory="{model}",
+                labels={"model": "{model}", "figure": figure.removesuffix(".png")},
+            )
+            for figure in DIFFUSION_FIGURES
+        ],
+    log:
+        "logs/evaluate/{model}.log",
+    benchmark:
+        "logs/benchmarks/evaluate/{model}.tsv"
+    # P2 Sec. IV-VI: antidot accuracy (strict and modulo the wire's symmetries) against the
+    # trace-blind baselines, pixel correlation, generation snapshots, attention, score field.
+    wildcard_constraints:
+        model=model_pattern(DIFFUSION_MODEL_KINDS),
+    conda:
+        "../../envs/mesoinv.yaml"
+    threads: 2
+    shell:
+        "mesoinv evaluate {input.generated} --dataset {input.split} --model {input.model}"
+        " --train {input.train} --output-dir results/evaluation/{wildcards.model}"
+        " > {log} 2>&1"
+
+
 rule models_summary:
     # Every model against its baseline and the paper's numbers (test split).
     input:
@@ -147,6 +207,27 @@ rule potential_models_summary:
         "logs/potential_models_summary.log",
     benchmark:
         "logs/benchmarks/potential_models_summary.tsv"
+    conda:
+        "../../envs/mesoinv.yaml"
+    script:
+        "../../scripts/models_summary.py"
+
+
+rule diffusion_models_summary:
+    # P2 models: antidot accuracy against the trace-blind baselines (validation split).
+    input:
+        metrics=lambda wildcards: model_metric_files(DIFFUSION_MODEL_KINDS),
+    output:
+        html=report(
+            "results/reports/diffusion_models.html",
+            caption="../report/diffusion_models.rst",
+            category="Models",
+        ),
+        csv="results/reports/diffusion_models.csv",
+    log:
+        "logs/diffusion_models_summary.log",
+    benchmark:
+        "logs/benchmarks/diffusion_models_summary.tsv"
     conda:
         "../../envs/mesoinv.yaml"
     script:

@@ -7,8 +7,10 @@ shard, validation and split machinery (:mod:`.shards`, :mod:`.aggregate`) is the
 from dataclasses import dataclass
 from typing import Callable
 
-from .netcdf import (FORMAT_VERSION, P2_FORMAT_VERSION, read_p1_metadata, read_p1_sample,
-                     read_p2_metadata, read_p2_sample, write_p1_netcdf, write_p2_netcdf)
+from .integrity import check_p1_physics, check_p2_physics
+from .netcdf import (FORMAT_VERSION, P2_FORMAT_VERSION, p1_stored_values, p2_stored_values,
+                     read_p1_metadata, read_p1_sample, read_p2_metadata, read_p2_sample,
+                     write_p1_netcdf, write_p2_netcdf)
 from .p1 import P1DatasetSpec, P1Sample, P1Simulator
 from .p2 import P2DatasetSpec, P2Sample, P2Simulator
 
@@ -40,6 +42,12 @@ class DatasetKind:
     expected_dimensions : callable
         ``expected_dimensions(spec)`` → {dimension: size} every file must have.
     format_version : str
+    stored_values : callable
+        ``stored_values(spec, sample)`` → {per-sample variable: value as stored}, what the
+        per-sample checksum covers (:func:`.integrity.sample_digest`).
+    check_physics : callable
+        ``check_physics(spec, block, ids, first, metadata)`` → None or the first violated
+        invariant of a block of stored samples (:mod:`.integrity`).
     """
 
     name: str
@@ -53,6 +61,8 @@ class DatasetKind:
     consistent_attributes: tuple
     expected_dimensions: Callable
     format_version: str
+    stored_values: Callable
+    check_physics: Callable
 
 
 P1_KIND = DatasetKind(
@@ -76,6 +86,9 @@ P1_KIND = DatasetKind(
                                       "mode": len(spec.modes),
                                       "field": len(spec.magnetic_fields_T)},
     format_version=FORMAT_VERSION,
+    stored_values=p1_stored_values,
+    check_physics=lambda spec, block, ids, first, metadata: check_p1_physics(spec, block, ids,
+                                                                             first),
 )
 
 P2_KIND = DatasetKind(
@@ -98,6 +111,9 @@ P2_KIND = DatasetKind(
         "image_x": spec.geometry.width_sites + 2 * spec.ldos_padding_sites,
         "field": len(spec.fields_T), "antidot": 2},
     format_version=P2_FORMAT_VERSION,
+    stored_values=p2_stored_values,
+    check_physics=lambda spec, block, ids, first, metadata: check_p2_physics(
+        spec, block, ids, first, open_channels=metadata.get("open_channels")),
 )
 
 KINDS = {kind.name: kind for kind in (P1_KIND, P2_KIND)}

@@ -2,9 +2,12 @@
 
 Files are written under a temporary name in the destination directory and renamed into place
 only when complete and closed, so a killed job never leaves a plausible-looking partial file.
-Read them with ``xarray.open_dataset(path)``.
+Every variable carries HDF5's fletcher32 checksum, and every sample a blake2b-64 digest of its
+stored values (``sample_checksum``, :mod:`.integrity`). Read them with
+``xarray.open_dataset(path)``.
 """
 
+import glob
 import json
 import os
 import subprocess
@@ -15,13 +18,18 @@ import netCDF4
 import numpy as np
 
 from .. import __version__
+from .integrity import (CHECKSUM_VARIABLE, OutputError, check_writable, describe_io_error,
+                        remove_stale_temporaries, sample_digest)
 
 __all__ = ["write_p1_netcdf", "read_p1_sample", "read_p1_metadata", "write_p2_netcdf",
            "read_p2_sample", "read_p2_metadata", "atomic_path", "code_version",
-           "package_versions", "FORMAT_VERSION", "P2_FORMAT_VERSION"]
+           "package_versions", "FORMAT_VERSION", "P2_FORMAT_VERSION", "p1_stored_values",
+           "p2_stored_values"]
 
 #: Version of the file layout; bump on any incompatible change of names, dims or units.
-FORMAT_VERSION = "mesoinv-p1-1"
+#: 2: per-sample ``sample_checksum`` and fletcher32 on every variable (the validation requires
+#: them); version-1 files read as before (nothing else changed).
+FORMAT_VERSION = "mesoinv-p1-2"
 
 _PACKAGES = ("numpy", "scipy", "kwant", "netCDF4", "mpi4py")
 
@@ -50,10 +58,22 @@ def code_version() -> str:
     return f"{__version__}+g{commit.stdout.strip()}"
 
 
+def _is_write_error(error, tmp) -> bool:
+    """An error of writing ``tmp`` (not of reading an input inside the block)."""
+    if isinstance(error, OSError):
+        return error.filename is None or Path(str(error.filename)).name == tmp.name
+    return isinstance(error, RuntimeError) and ("NetCDF" in str(error) or "HDF" in str(error))
+
+
 class atomic_path:
     """Context manager yielding a temporary path that is renamed to ``path`` on success.
 
-    On an exception the temporary file is removed and nothing appears under ``path``.
+    On entry the output is checked (not a directory, its directory writable: an
+    :class:`~.integrity.OutputError` otherwise, before any work), and temporary files of dead
+    processes for the same output (a killed or failed earlier run) are removed. On an
+    exception, or if the final rename fails, the temporary file is removed and nothing appears
+    under ``path``; write failures (full disk, read-only file system, netCDF's bare
+    "HDF error") become one :class:`~.integrity.OutputError` naming the path and the cause.
     """
 
     def __init__(self, path):
@@ -61,19 +81,34 @@ class atomic_path:
         self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
 
     def __enter__(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        check_writable(self.path)
+        remove_stale_temporaries(self.path.parent, f".{glob.escape(self.path.name)}.tmp-*")
         return self.tmp
+
+    def _fail(self, error):
+        raise OutputError(f"cannot write {self.path}: "
+                          f"{describe_io_error(error, self.path.parent)}") from error
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
-            os.replace(self.tmp, self.path)
-        else:
+            try:
+                os.replace(self.tmp, self.path)
+            except OSError as error:
+                self.tmp.unlink(missing_ok=True)
+                self._fail(error)
+            return False
+        try:
             self.tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if _is_write_error(exc, self.tmp):
+            self._fail(exc)
         return False
 
 
 def _variable(ds, name, dtype, dims, data, *, units, long_name, chunks=None, **attrs):
-    var = ds.createVariable(name, dtype, dims, chunksizes=chunks)
+    # fletcher32: HDF5 checksums every chunk and refuses to read a corrupted one.
+    var = ds.createVariable(name, dtype, dims, chunksizes=chunks, fletcher32=True)
     var.units = units
     var.long_name = long_name
     for key, value in attrs.items():
@@ -132,51 +167,80 @@ def write_p1_netcdf(path, spec, samples, *, open_modes, extra_attributes=None):
             _variable(ds, "mode_n", "i4", ("mode",), modes.n.astype(np.int32), units="1",
                       long_name="integer index n of q_y = 2 pi n / W")
 
-            per_sample = {
+            variables = {
                 "sample_id": _variable(ds, "sample_id", "i8", ("sample",), None, units="1",
                                        long_name="sample id within the dataset"),
-                "dopant_distance_nm": _variable(
+                "dopant_distance": _variable(
                     ds, "dopant_distance", "f8", ("sample",), None, units="nm",
                     long_name="distance s between dopant plane and 2DEG"),
-                "dopant_density_cm2": _variable(
+                "dopant_density": _variable(
                     ds, "dopant_density", "f8", ("sample",), None, units="cm-2",
                     long_name="areal density N_d of ionised dopants"),
-                "rms_meV": _variable(
+                "rms": _variable(
                     ds, "rms", "f8", ("sample",), None, units="meV",
                     long_name="root mean square sqrt(C(0)) of the disorder (ensemble, Eq. 4-5)"),
-                "correlation_length_nm": _variable(
+                "correlation_length": _variable(
                     ds, "correlation_length", "f8", ("sample",), None, units="nm",
                     long_name="correlation length xi, C(xi)/C(0) = 1/2 (ensemble, Eq. 4)"),
+                "fourier_coefficient_real": _variable(
+                    ds, "fourier_coefficient_real", "f8", ("sample", "mode"), None, units="1",
+                    long_name="real part of the Fourier coefficient C_j (Eq. 1)"),
+                "fourier_coefficient_imag": _variable(
+                    ds, "fourier_coefficient_imag", "f8", ("sample", "mode"), None, units="1",
+                    long_name="imaginary part of the Fourier coefficient C_j (Eq. 1)"),
+                "potential": _variable(
+                    ds, "potential", store, ("sample", "x", "y"), None, units="meV",
+                    long_name="disorder potential energy V of an electron",
+                    chunks=(1, g.nx, g.ny)),
+                "pldos": _variable(
+                    ds, "pldos", store, ("sample", "field", "x", "y"), None, units="meV-1",
+                    chunks=(1, len(fields), g.nx, g.ny),
+                    long_name="partial local density of states from the QPC lead, per site",
+                    normalisation="sum over QPC modes of |psi|^2/(2 pi), Kwant's unit-current "
+                                  "scattering states; divide by a^2 for per nm^2"),
             }
-            coefficient_real = _variable(
-                ds, "fourier_coefficient_real", "f8", ("sample", "mode"), None, units="1",
-                long_name="real part of the Fourier coefficient C_j (Eq. 1)")
-            coefficient_imag = _variable(
-                ds, "fourier_coefficient_imag", "f8", ("sample", "mode"), None, units="1",
-                long_name="imaginary part of the Fourier coefficient C_j (Eq. 1)")
-            potential = _variable(
-                ds, "potential", store, ("sample", "x", "y"), None, units="meV",
-                long_name="disorder potential energy V of an electron", chunks=(1, g.nx, g.ny))
-            pldos = _variable(
-                ds, "pldos", store, ("sample", "field", "x", "y"), None, units="meV-1",
-                chunks=(1, len(fields), g.nx, g.ny),
-                long_name="partial local density of states from the QPC lead, per site",
-                normalisation="sum over QPC modes of |psi|^2/(2 pi), Kwant's unit-current "
-                              "scattering states; divide by a^2 for per nm^2")
-
-            written = 0
-            for index, sample in enumerate(samples):
-                for attribute, variable in per_sample.items():
-                    variable[index] = getattr(sample, attribute)
-                coefficient_real[index, :] = np.real(sample.fourier_coefficients)
-                coefficient_imag[index, :] = np.imag(sample.fourier_coefficients)
-                potential[index] = np.asarray(sample.potential_meV).astype(store)
-                pldos[index] = np.asarray(sample.pldos_per_meV).astype(store)
-                written += 1
-            if written != n:
-                raise ValueError(f"expected {n} samples, got {written}")
+            _write_samples(ds, samples, n, variables, lambda sample: p1_stored_values(spec, sample))
             ds.setncatts({**_global_attributes(spec), **(extra_attributes or {})})
     return Path(path)
+
+
+def _checksum_variable(ds):
+    return _variable(ds, CHECKSUM_VARIABLE, "u8", ("sample",), None, units="1",
+                     long_name="blake2b-64 digest of this sample's stored values",
+                     digest="blake2b, digest_size 8, little-endian, over each per-sample "
+                            "variable in sorted name order: '<name>:<dtype>:<shape>;' then its "
+                            "raw bytes (mesoinv.datasets.integrity.sample_digest)")
+
+
+def _write_samples(ds, samples, n, variables, stored_values):
+    """Write each sample's stored values and its digest (one sample in memory at a time)."""
+    checksum = _checksum_variable(ds)
+    written = 0
+    for index, sample in enumerate(samples):
+        values = stored_values(sample)
+        for name, variable in variables.items():
+            variable[index] = values[name]
+        checksum[index] = sample_digest(values)
+        written += 1
+    if written != n:
+        raise ValueError(f"expected {n} samples, got {written}")
+
+
+def p1_stored_values(spec, sample) -> dict:
+    """{variable: value as stored} of one P1 sample (what :func:`sample_digest` covers)."""
+    store = np.dtype(spec.storage_dtype)
+    coefficients = np.asarray(sample.fourier_coefficients)
+    return {
+        "sample_id": np.int64(sample.sample_id),
+        "dopant_distance": np.float64(sample.dopant_distance_nm),
+        "dopant_density": np.float64(sample.dopant_density_cm2),
+        "rms": np.float64(sample.rms_meV),
+        "correlation_length": np.float64(sample.correlation_length_nm),
+        "fourier_coefficient_real": np.ascontiguousarray(np.real(coefficients), dtype=np.float64),
+        "fourier_coefficient_imag": np.ascontiguousarray(np.imag(coefficients), dtype=np.float64),
+        "potential": np.asarray(sample.potential_meV).astype(store),
+        "pldos": np.asarray(sample.pldos_per_meV).astype(store),
+    }
 
 
 def read_p1_sample(ds, index):
@@ -246,8 +310,8 @@ def _global_attributes(spec) -> dict:
 
 # -- P2: nanowire with two antidots ----------------------------------------------------------
 
-#: Version of the P2 file layout.
-P2_FORMAT_VERSION = "mesoinv-p2-1"
+#: Version of the P2 file layout (2: per-sample checksums and fletcher32, as P1's version 2).
+P2_FORMAT_VERSION = "mesoinv-p2-2"
 
 
 def write_p2_netcdf(path, spec, samples, *, open_channels, extra_attributes=None):
@@ -290,7 +354,7 @@ def write_p2_netcdf(path, spec, samples, *, open_channels, extra_attributes=None
                                            "flux quanta h/e")
             _variable(ds, "open_channels", "i4", ("field",), np.asarray(open_channels, np.int32),
                       units="1", long_name="open channels of the clean leads at the Fermi energy")
-            per_sample = {
+            variables = {
                 "sample_id": _variable(ds, "sample_id", "i8", ("sample",), None, units="1",
                                        long_name="sample id within the dataset"),
                 "configuration_id": _variable(
@@ -299,36 +363,44 @@ def write_p2_netcdf(path, spec, samples, *, open_channels, extra_attributes=None
                 "potential_realization": _variable(
                     ds, "potential_realization", "i4", ("sample",), None, units="1",
                     long_name="index of the random-potential realisation of this configuration"),
+                "antidot_x": _variable(
+                    ds, "antidot_x", "f8", ("sample", "antidot"), None, units="1",
+                    long_name="antidot centre, site index i across the wire"),
+                "antidot_y": _variable(
+                    ds, "antidot_y", "f8", ("sample", "antidot"), None, units="1",
+                    long_name="antidot centre, site index k along the wire"),
+                "potential": _variable(
+                    ds, "potential", store, ("sample", "x", "y"), None, units="t",
+                    long_name="random onsite potential, in units of the hopping t",
+                    chunks=(1, g.width_sites, g.length_sites)),
+                "conductance": _variable(
+                    ds, "conductance", "f8", ("sample", "field"), None, units="e2/h",
+                    long_name="two-terminal conductance G(B), spinless, in units of e^2/h"),
+                "ldos": _variable(
+                    ds, "ldos", store, ("sample", "image_x", "y"), None, units="t-1",
+                    long_name="local density of states at B = 0, states per t per site; 0 on "
+                              "antidot sites and padding",
+                    chunks=(1, image_width, g.length_sites)),
             }
-            antidot_x = _variable(ds, "antidot_x", "f8", ("sample", "antidot"), None, units="1",
-                                  long_name="antidot centre, site index i across the wire")
-            antidot_y = _variable(ds, "antidot_y", "f8", ("sample", "antidot"), None, units="1",
-                                  long_name="antidot centre, site index k along the wire")
-            potential = _variable(ds, "potential", store, ("sample", "x", "y"), None, units="t",
-                                  long_name="random onsite potential, in units of the hopping t",
-                                  chunks=(1, g.width_sites, g.length_sites))
-            conductance = _variable(ds, "conductance", "f8", ("sample", "field"), None,
-                                    units="e2/h", long_name="two-terminal conductance G(B), "
-                                                            "spinless, in units of e^2/h")
-            image = _variable(ds, "ldos", store, ("sample", "image_x", "y"), None, units="t-1",
-                              long_name="local density of states at B = 0, states per t per "
-                                        "site; 0 on antidot sites and padding",
-                              chunks=(1, image_width, g.length_sites))
-            written = 0
-            for index, sample in enumerate(samples):
-                for attribute, variable in per_sample.items():
-                    variable[index] = getattr(sample, attribute)
-                centres = np.asarray(sample.antidot_centres, dtype=float)
-                antidot_x[index, :] = centres[:, 0]
-                antidot_y[index, :] = centres[:, 1]
-                potential[index] = np.asarray(sample.potential_t).astype(store)
-                conductance[index, :] = sample.conductance
-                image[index] = np.asarray(sample.ldos_per_t).astype(store)
-                written += 1
-            if written != n:
-                raise ValueError(f"expected {n} samples, got {written}")
+            _write_samples(ds, samples, n, variables, lambda sample: p2_stored_values(spec, sample))
             ds.setncatts({**_p2_global_attributes(spec), **(extra_attributes or {})})
     return Path(path)
+
+
+def p2_stored_values(spec, sample) -> dict:
+    """{variable: value as stored} of one P2 sample (what :func:`sample_digest` covers)."""
+    store = np.dtype(spec.storage_dtype)
+    centres = np.asarray(sample.antidot_centres, dtype=np.float64)
+    return {
+        "sample_id": np.int64(sample.sample_id),
+        "configuration_id": np.int64(sample.configuration_id),
+        "potential_realization": np.int32(sample.potential_realization),
+        "antidot_x": np.ascontiguousarray(centres[:, 0]),
+        "antidot_y": np.ascontiguousarray(centres[:, 1]),
+        "potential": np.asarray(sample.potential_t).astype(store),
+        "conductance": np.asarray(sample.conductance, dtype=np.float64),
+        "ldos": np.asarray(sample.ldos_per_t).astype(store),
+    }
 
 
 def read_p2_sample(ds, index):

@@ -97,6 +97,11 @@ class P2DatasetSpec(ShardedDataset):
     def n_configurations(self) -> int:
         return len(self.classes)
 
+    @property
+    def max_samples(self) -> int:
+        """Samples that exist: every class × every realisation (ids 0 … max_samples − 1)."""
+        return self.n_configurations * self.realizations
+
     @functools.cached_property
     def configuration_order(self) -> np.ndarray:
         """Class indices in the order the dataset uses them (a seeded permutation)."""

@@ -13,6 +13,13 @@ mixed in. Since a sample is a pure function of (seed, id, config), the shard is 
 whatever the number of ranks, the order in which samples finished, or interruptions.
 
 Without MPI (a single process) the same code runs without claims.
+
+Rank 0 holds an exclusive lock of the output (:class:`~.integrity.OutputLock`) for the whole
+run: a second run into the same output stops at once ("another run holds this output"). Before
+any sample is computed the output is checked for writability (:func:`~.integrity.check_writable`),
+so a read-only directory or a directory in the output's place fails in seconds, not after the
+work. Each saved sample carries its checksum (:func:`~.integrity.sample_digest` of its stored
+values); a partial sample that no longer matches it is recomputed.
 """
 
 import dataclasses
@@ -27,6 +34,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from .integrity import (OutputError, OutputLock, check_writable, describe_io_error,
+                        remove_stale_temporaries, sample_digest)
 from .kinds import kind_of
 
 __all__ = ["simulate_shard", "SampleStore", "MPIWiringError", "mpi_world", "partial_dir_for"]
@@ -88,32 +97,57 @@ class SampleStore:
         The kind's sample dataclass; its fields are saved one array each.
     """
 
-    def __init__(self, directory, sample_class):
+    #: Name of the checksum entry in a sample's ``.npz`` (not a field of the sample).
+    CHECKSUM_KEY = "_sample_checksum"
+
+    def __init__(self, directory, sample_class, digest=None):
         self.directory = Path(directory)
         self.sample_class = sample_class
+        self.digest = digest  # sample -> np.uint64 of its stored values, or None
 
     def path(self, sample_id: int) -> Path:
         return self.directory / f"sample-{sample_id:09d}.npz"
 
-    def save(self, sample) -> None:
-        """Write one sample; it appears under its final name only once complete."""
+    def _write(self, final: Path, write) -> None:
+        """``write(handle)`` into a temporary file renamed to ``final``; on any failure the
+        temporary file is removed and an I/O error names the path and the cause."""
         self.directory.mkdir(parents=True, exist_ok=True)
-        final = self.path(sample.sample_id)
         tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-        with open(tmp, "wb") as handle:
-            np.savez(handle, **dataclasses.asdict(sample))
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
+        try:
+            with open(tmp, "wb") as handle:
+                write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, final)
+        except BaseException as error:
+            tmp.unlink(missing_ok=True)
+            if isinstance(error, OSError):
+                raise OutputError(f"cannot write {final}: "
+                                  f"{describe_io_error(error, self.directory)}") from error
+            raise
+
+    def save(self, sample) -> None:
+        """Write one sample (and its checksum); it appears under its final name only once
+        complete."""
+        extra = {} if self.digest is None else {self.CHECKSUM_KEY: self.digest(sample)}
+        self._write(self.path(sample.sample_id),
+                    lambda handle: np.savez(handle, **dataclasses.asdict(sample), **extra))
 
     def load(self, sample_id: int):
+        """The saved sample; ValueError if it no longer matches its checksum."""
         with np.load(self.path(sample_id)) as data:
             fields = {name: (data[name].item() if data[name].ndim == 0 else data[name])
                       for name in data.files}
-        return self.sample_class(**fields)
+        stored = fields.pop(self.CHECKSUM_KEY, None)
+        sample = self.sample_class(**fields)
+        if self.digest is not None and stored is not None and self.digest(sample) != stored:
+            raise ValueError(f"{self.path(sample_id)} does not match its checksum")
+        return sample
 
     def finished(self, sample_ids) -> set[int]:
-        """Ids whose file exists and reads back whole; unreadable files are removed."""
+        """Ids whose file exists and reads back whole; unreadable files are removed, and so
+        are temporary files of dead processes."""
+        remove_stale_temporaries(self.directory, ".*.tmp-*")
         done = set()
         for sample_id in sample_ids:
             path = self.path(sample_id)
@@ -134,11 +168,8 @@ class SampleStore:
 
     def save_failure(self, sample_id: int, reason: str) -> None:
         """Record a sample that failed twice (``on_failure="skip"``), atomically."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        final = self.failure_path(sample_id)
-        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-        tmp.write_text(json.dumps({"sample_id": int(sample_id), "reason": reason}))
-        os.replace(tmp, final)
+        text = json.dumps({"sample_id": int(sample_id), "reason": reason}).encode()
+        self._write(self.failure_path(sample_id), lambda handle: handle.write(text))
 
     def failures(self, sample_ids) -> dict[int, str]:
         """{id: reason} of the recorded failures among ``sample_ids``."""
@@ -275,14 +306,42 @@ def simulate_shard(spec, sample_ids, output, *, comm=None, progress=True,
     if ids and spec.n_samples is not None and ids[-1] >= spec.n_samples:
         raise ValueError(f"sample ids must lie in 0…{spec.n_samples - 1} for dataset "
                          f"'{spec.name}', got {ids[0]}…{ids[-1]}")
+    limit = getattr(spec, "max_samples", None)  # a definition has no n_samples; P2 has a limit
+    if ids and limit is not None and ids[-1] >= limit:
+        raise ValueError(f"dataset '{spec.name}' has samples 0…{limit - 1} only, got "
+                         f"{ids[0]}…{ids[-1]}")
     if comm is None:
         from mpi4py import MPI
         comm = MPI.COMM_SELF
     rank, size = comm.Get_rank(), comm.Get_size()
     output = Path(output)
     kind = kind_of(spec)
+    # Before any work: the output must be writable and no other run may hold it.
+    lock, problem = None, None
+    if rank == 0:
+        try:
+            check_writable(output)
+            lock = OutputLock(output).acquire()
+        except RuntimeError as error:  # OutputError, OutputBusyError
+            problem = error
+    problem = comm.bcast(problem, root=0)
+    if problem is not None:
+        problem.raised_on_all_ranks = True  # every rank stops: no MPI abort needed
+        raise problem
+    try:
+        return _simulate_locked(spec, ids, output, comm, kind, progress=progress,
+                                partial_dir=partial_dir, on_failure=on_failure)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _simulate_locked(spec, ids, output, comm, kind, *, progress, partial_dir, on_failure):
+    """:func:`simulate_shard` once the output is known writable and locked by rank 0."""
+    rank, size = comm.Get_rank(), comm.Get_size()
     store = SampleStore(partial_dir if partial_dir is not None else partial_dir_for(output, spec),
-                        kind.sample_class)
+                        kind.sample_class,
+                        digest=lambda sample: sample_digest(kind.stored_values(spec, sample)))
 
     todo = None
     if rank == 0:
@@ -309,15 +368,17 @@ def simulate_shard(spec, sample_ids, output, *, comm=None, progress=True,
             sample_id = todo[index]
             started = time.perf_counter()
             try:
-                store.save(_simulate_with_retry(simulator, sample_id, injected))
-                # A failure recorded by an earlier run in "skip" mode no longer holds.
-                store.failure_path(sample_id).unlink(missing_ok=True)
+                sample = _simulate_with_retry(simulator, sample_id, injected)
             except RuntimeError as error:
                 if on_failure == "fail":
                     raise
                 log.warning("sample %d left out of the shard (on_failure=skip): %s",
                             sample_id, error)
                 store.save_failure(sample_id, str(error))
+            else:
+                store.save(sample)  # an I/O error here stops the job (OutputError)
+                # A failure recorded by an earlier run in "skip" mode no longer holds.
+                store.failure_path(sample_id).unlink(missing_ok=True)
             computed += 1
             bar.update()
             log.info("rank %d of %d: sample %d in %.3f s", rank, size, sample_id,
@@ -331,8 +392,13 @@ def simulate_shard(spec, sample_ids, output, *, comm=None, progress=True,
         failed = store.failures(ids)
         kept = [i for i in ids if i not in failed]
         failed_json = json.dumps([{"sample_id": i, "reason": failed[i]} for i in sorted(failed)])
-        kind.write(output, spec, _LazySamples(store, kept),
-                   extra_attributes={"failed_samples": failed_json}, **simulator.file_metadata())
+        try:
+            kind.write(output, spec, _LazySamples(store, kept),
+                       extra_attributes={"failed_samples": failed_json},
+                       **simulator.file_metadata())
+        except OutputError as error:  # e.g. a full disk: the computed samples are not lost
+            raise OutputError(f"{error}; the finished samples stay in {store.directory} and a "
+                              "rerun reuses them") from error
         store.remove()
         log.info("wrote %s: %d samples (%d computed by %d ranks, %d reused, %d failed and left "
                  "out)", output, len(kept), computed_all, size, reused, len(failed))

@@ -12,7 +12,12 @@ import xarray as xr  # noqa: E402
 
 from ..datasets.netcdf import atomic_path  # noqa: E402
 
-__all__ = ["plot_p1_sample", "plot_p2_sample", "plot_sample"]
+__all__ = ["plot_p1_sample", "plot_p2_sample", "plot_sample", "p1_sample_figure",
+           "p2_sample_figure", "PLDOS_PERCENTILE"]
+
+#: The PLDOS colour scale ends at this percentile of the map (the brightest pixels, next to the
+#: QPC, would otherwise leave the branches black); the colour bar says so and marks the cap.
+PLDOS_PERCENTILE = 99.5
 
 
 def _save(fig, output) -> Path:
@@ -48,6 +53,11 @@ def plot_p1_sample(dataset_path, sample_id: int, output, *, field_index: int = 0
     field_index : int
         Which field channel of the PLDOS to draw.
     """
+    return _save(p1_sample_figure(dataset_path, sample_id, field_index=field_index), output)
+
+
+def p1_sample_figure(dataset_path, sample_id: int, *, field_index: int = 0):
+    """The figure of :func:`plot_p1_sample`, unsaved (a matplotlib Figure)."""
     with xr.open_dataset(dataset_path) as ds:
         sample = _select_sample(ds, sample_id, dataset_path)
         potential = sample["potential"].values.astype(float)
@@ -71,11 +81,14 @@ def plot_p1_sample(dataset_path, sample_id: int, output, *, field_index: int = 0
     fig.colorbar(image, ax=ax_v, label=f"V (meV);  t = {t:.2f} meV")
     ax_v.set_title(f"potential: s = {s:.1f} nm, N_d = {n_d:.3g} cm⁻²\n"
                    f"rms = {rms:.2f} meV, ξ = {xi:.0f} nm (ensemble)")
-    # Saturate the brightest pixels next to the QPC so the branches stay visible.
+    # Saturate the brightest pixels next to the QPC so the branches stay visible; the colour
+    # bar's triangle marks the cap and its label gives the true maximum.
+    cap = float(np.percentile(pldos, PLDOS_PERCENTILE))
     image = ax_p.imshow(pldos.T, origin="lower", extent=extent, cmap="inferno", vmin=0,
-                        vmax=np.percentile(pldos, 99.5))
-    fig.colorbar(image, ax=ax_p, label="PLDOS (meV⁻¹ per site)")
-    ax_p.set_title(f"PLDOS from the QPC, B = {field:g} T")
+                        vmax=cap)
+    fig.colorbar(image, ax=ax_p, extend="max", label="PLDOS (meV⁻¹ per site)")
+    ax_p.set_title(f"PLDOS from the QPC, B = {field:g} T\nscale capped at the "
+                   f"{PLDOS_PERCENTILE:g}th percentile (max {pldos.max() / cap:.2g}×)")
     for ax in (ax_v, ax_p):
         ax.set_xlabel("x (nm), QPC → drain")
         ax.set_ylabel("y (nm)")
@@ -83,7 +96,7 @@ def plot_p1_sample(dataset_path, sample_id: int, output, *, field_index: int = 0
                 lw=4, solid_capstyle="butt", label="QPC")
     ax_v.legend(loc="upper right", fontsize="small")
     fig.suptitle(f"dataset '{name}', sample {sample_id}")
-    return _save(fig, output)
+    return fig
 
 
 def plot_p2_sample(dataset_path, sample_id: int, output):
@@ -97,6 +110,11 @@ def plot_p2_sample(dataset_path, sample_id: int, output):
     output : path-like
         PNG to write (atomically).
     """
+    return _save(p2_sample_figure(dataset_path, sample_id), output)
+
+
+def p2_sample_figure(dataset_path, sample_id: int):
+    """The figure of :func:`plot_p2_sample`, unsaved (a matplotlib Figure)."""
     with xr.open_dataset(dataset_path) as ds:
         sample = _select_sample(ds, sample_id, dataset_path)
         image = sample["ldos"].values.astype(float)
@@ -121,7 +139,9 @@ def plot_p2_sample(dataset_path, sample_id: int, output):
     vmax = max(amplitude / 2, 1e-12)
     shown = ax_l.imshow(lattice.T, origin="lower", cmap="RdBu_r", vmin=-vmax, vmax=vmax,
                         extent=(-0.5, width - 0.5, -0.5, length - 0.5))
-    fig.colorbar(shown, ax=ax_l, label="random potential V (t)")
+    # Colour bars below their panels: on the right, the lattice's bar label would sit against
+    # the LDOS panel and read as its axis label.
+    fig.colorbar(shown, ax=ax_l, location="bottom", shrink=0.8, label="random potential V (t)")
     for cx, cy in centres:
         ax_l.add_patch(plt.Circle((cx, cy), radius, fill=False, color="k", lw=1.5))
     ax_l.set_title(f"lattice {width} × {length}, antidots r = {radius:g}\n"
@@ -130,16 +150,17 @@ def plot_p2_sample(dataset_path, sample_id: int, output):
     ax_l.set_ylabel("k (along, transport)")
     shown = ax_d.imshow(image.T, origin="lower", cmap="magma",
                         extent=(-pad - 0.5, width + pad - 0.5, -0.5, length - 0.5))
-    fig.colorbar(shown, ax=ax_d, label="LDOS (states / t / site)")
+    fig.colorbar(shown, ax=ax_d, location="bottom", shrink=0.8, label="LDOS (states / t / site)")
     ax_d.set_title("LDOS at B = 0" + (f" (padded by {pad})" if pad else ""))
     ax_d.set_xlabel("i (across)")
+    ax_d.set_ylabel("k (along, transport)")
     ax_g.plot(fields, conductance, lw=1.2)
     ax_g.set_xlabel("B (T)")
     ax_g.set_ylabel("G (e²/h)")
     ax_g.set_title("magnetoconductance: the quantum fingerprint")
     ax_g.grid(alpha=0.3)
     fig.suptitle(f"dataset '{name}', sample {sample_id}")
-    return _save(fig, output)
+    return fig
 
 
 def plot_sample(dataset_path, sample_id: int, output, **options):

@@ -7,7 +7,24 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["dataset_summary", "models_summary", "write_table"]
+__all__ = ["dataset_summary", "models_summary", "write_table", "write_dataset_tables",
+           "PROVENANCE_COLUMNS"]
+
+#: Columns of the dataset table that say where a file comes from: in the CSV, and in the
+#: report's second table (one row per dataset), not in the main table, where they wrapped.
+PROVENANCE_COLUMNS = ["size (MB)", "config sha256", "code version", "packages"]
+
+
+def _mean_std(values) -> str:
+    """'mean ± std' to 3 and 2 significant digits; a constant column (a fixed parameter, whose
+    float std is round-off such as 2.2e-16) shows its value alone."""
+    values = np.asarray(values, dtype=float)
+    if values.size == 0:
+        return "–"
+    mean, std = float(values.mean()), float(values.std())
+    if std <= 1e-9 * max(abs(mean), 1e-300):
+        return f"{mean:.3g} (all equal)"
+    return f"{mean:.3g} ± {std:.2g}"
 
 
 def dataset_summary(files) -> pd.DataFrame:
@@ -28,17 +45,15 @@ def dataset_summary(files) -> pd.DataFrame:
                 if n == 0:
                     return "–"
                 values = ds[name].values * scale
-                return f"{fmt.format(values.min())} – {fmt.format(values.max())}"
+                low, high = fmt.format(values.min()), fmt.format(values.max())
+                return low if low == high else f"{low} – {high}"
 
             def span_int(values):
                 return f"{values.min()}" if values.min() == values.max() else \
                     f"{values.min()} – {values.max()}"
 
             def mean_std(name):
-                if n == 0:
-                    return "–"
-                values = ds[name].values
-                return f"{values.mean():.3g} ± {values.std():.2g}"
+                return _mean_std(ds[name].values) if n else "–"
 
             common = {
                 "dataset": ds.attrs["dataset_name"],
@@ -78,9 +93,34 @@ def dataset_summary(files) -> pd.DataFrame:
             })
     # Columns of one kind are empty for the other: show a dash, not NaN; provenance last.
     table = pd.DataFrame(rows, dtype=object).fillna("–")
-    provenance = ["size (MB)", "config sha256", "code version", "packages"]
+    provenance = PROVENANCE_COLUMNS
     return table[[c for c in table.columns if c not in provenance]
                  + [c for c in provenance if c in table.columns]]
+
+
+def write_dataset_tables(table: pd.DataFrame, csv_path, html_path):
+    """The dataset summary: CSV with every column; HTML with the physics table and, below it,
+    the provenance once per dataset (total size, config hash, code and package versions)."""
+    from ..datasets.netcdf import atomic_path
+
+    with atomic_path(csv_path) as tmp:
+        table.to_csv(tmp, index=False)
+    main = table[[c for c in table.columns if c not in PROVENANCE_COLUMNS]]
+    rows = []
+    for name, group in table.groupby("dataset", sort=False):
+        first = group.iloc[0]
+        rows.append({"dataset": name,
+                     "files (MB)": round(float(pd.to_numeric(group["size (MB)"]).sum()), 2),
+                     "config sha256": first["config sha256"],
+                     "code version": first["code version"],
+                     "packages": first["packages"]})
+    provenance = pd.DataFrame(rows)
+    html = ("<h4>Datasets</h4>\n"
+            + main.to_html(index=False, border=0, classes="table table-striped")
+            + "\n<h4>Provenance (one row per dataset; every column per file in datasets.csv)</h4>\n"
+            + provenance.to_html(index=False, border=0, classes="table table-striped"))
+    with atomic_path(html_path) as tmp:
+        tmp.write_text(html)
 
 
 def models_summary(metric_files) -> pd.DataFrame:
