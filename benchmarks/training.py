@@ -104,7 +104,8 @@ class Config:
     seed: int = 1
 
 
-#: The demo's geometry (config/config.yaml: 64 × 48 sites). ≈ 1.7 min on the 2-core box.
+#: The demo's geometry (config/config.yaml: 64 × 48 sites). ≈ 1.7 min on the 2-core box for
+#: the ParameterCNN rows; the potential models add ≈ 2–3 min (≈ 6 min in all, loaded box).
 DEMO = Config("config/config.yaml", n_unique=32, batch_size=32, warmup_steps=5,
               timed_steps=24, n_repeats=9, n_predict=160, potential_models=True)
 #: P1's geometry (config/paper.yaml: 256 × 192 sites), one line of each kind. ≈ 1.2 min.
