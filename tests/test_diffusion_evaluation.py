@@ -1,0 +1,302 @@
+"""P2 inference and evaluation: generated LDOS files from dataset and CSV traces (seeded,
+checked against the training grid and device), and the evaluation's fixed set of files.
+
+The data are the test config's P2 wire (16 × 20 sites, r = 2.5, 20 × 20 images, 6 fields),
+simulated in about a second; the model is a tiny diffusion U-Net trained for two steps (the
+file format matters here, not the accuracy). Setup copied from tests/test_p2_learning.py.
+"""
+
+import dataclasses
+import logging
+import shutil
+import warnings
+from pathlib import Path
+
+import netCDF4
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mesoinv.config import load_config
+from mesoinv.datasets import dataset_spec, simulate_shard
+from mesoinv.datasets.aggregate import SPLITS, validate_shards, write_splits
+from mesoinv.evaluation.diffusion import (METRICS_COLUMNS, OUTPUT_FILES,
+                                          evaluate_diffusion_model, read_generated)
+from mesoinv.evaluation.generate import (GENERATED_FORMAT_VERSION, generate_from_csv,
+                                         generate_from_dataset, load_diffusion_model,
+                                         resolve_sampling, write_generated)
+from mesoinv.training.model_file import IncompatibleDataError, file_sha256
+from mesoinv.training.p2_data import load_ldos, read_placements, read_traces
+from mesoinv.training.train_diffusion import train_diffusion_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+ARCHITECTURE = {"base_channels": 8, "channel_mults": [1, 2, 2], "groups": 4,
+                "linear_attention_heads": 2, "linear_attention_head_dim": 8,
+                "attention_heads": 4, "attention_head_dim": 8, "trace_token_dim": 16,
+                "trace_layers": 1, "trace_heads": 4, "condition_channels": 4}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_quiet():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    level = logging.getLogger("pytorch_lightning").level
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="pytorch_lightning")
+        warnings.filterwarnings("ignore", module="lightning_fabric")
+        yield
+    logging.getLogger("pytorch_lightning").setLevel(level)
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory):
+    """Train/val/test split files (by configuration) of the test config's P2 wire, grown to
+    12 configurations × 3 realisations."""
+    spec = dataclasses.replace(dataset_spec(load_config(ROOT / "config" / "test.yaml"),
+                                            "p2_wire"), n_samples=36)
+    directory = tmp_path_factory.mktemp("p2_generate")
+    shard = directory / "all.nc"
+    simulate_shard(spec, range(spec.n_samples), shard, progress=False)
+    validate_shards([shard], spec, {str(shard): list(range(spec.n_samples))})
+    outputs = {name: directory / f"p2-{name}.nc" for name in SPLITS}
+    write_splits([shard], spec, {"train": 0.5, "val": 0.25, "test": 0.25}, outputs)
+    with netCDF4.Dataset(outputs["val"]) as ds:
+        assert ds.dimensions["sample"].size >= 3
+    return outputs
+
+
+@pytest.fixture(scope="module")
+def model_path(splits, tmp_path_factory):
+    """A tiny p2_diffusion model file (two Adam steps; T = 100, DDIM 4 steps, 2 draws)."""
+    directory = tmp_path_factory.mktemp("p2_model")
+    definition = {"name": "p2_tiny", "kind": "p2_diffusion", "dataset": "p2_wire",
+                  "architecture": ARCHITECTURE, "diffusion": {"num_timesteps": 100},
+                  "optimizer": {"name": "adam", "learning_rate": 3e-3},
+                  "sampling": {"sampler": "ddim", "steps": 4, "samples_per_trace": 2,
+                               "guidance_scale": 1.5, "seed": 0},
+                  "batch_size": 6, "max_epochs": 1, "max_steps": 2, "data_mode": "ram",
+                  "num_workers": 0, "seed": 1, "precision": "32-true"}
+    path = directory / "model.pt"
+    train_diffusion_model(definition, train_path=splits["train"], val_path=splits["val"],
+                          output=path, state_root=directory / "state", progress=False)
+    return path
+
+
+def _read(path, name):
+    with netCDF4.Dataset(path) as ds:
+        return np.asarray(ds[name][:])
+
+
+def _write_csv(path, fields, columns: dict, fmt="%.17g"):
+    table = {"field_T": [fmt % f for f in fields]}
+    table.update({name: [fmt % v for v in values] for name, values in columns.items()})
+    pd.DataFrame(table).to_csv(path, index=False)
+    return path
+
+
+# --- generation ------------------------------------------------------------------------------
+def test_seeded_generation_is_reproducible_with_units_and_truth(splits, model_path, tmp_path):
+    val = splits["val"]
+    first = generate_from_dataset(model_path, val, tmp_path / "a.nc", seed=3,
+                                  figure=tmp_path / "a.png")
+    second = generate_from_dataset(model_path, val, tmp_path / "b.nc", seed=3)
+    a, b = _read(first, "generated_ldos"), _read(second, "generated_ldos")
+    assert a.dtype == np.float32 and a.tobytes() == b.tobytes()
+    other = generate_from_dataset(model_path, val, tmp_path / "c.nc", seed=4)
+    assert not np.array_equal(_read(other, "generated_ldos"), a)
+    assert (tmp_path / "a.png").stat().st_size > 0
+
+    n = len(read_traces(val))
+    with netCDF4.Dataset(first) as ds:
+        assert ds.format_version == GENERATED_FORMAT_VERSION
+        assert ds["generated_ldos"].dimensions == ("trace", "draw", "image_x", "y")
+        assert ds["generated_ldos"].shape == (n, 2, 20, 20)     # model default: 2 draws
+        assert ds["antidot_x"].shape == ds["antidot_y"].shape == (n, 2, 2)
+        assert ds["generated_ldos_mean"].shape == ds["generated_ldos_std"].shape == (n, 20, 20)
+        for name, units in {"generated_ldos": "t-1", "generated_ldos_mean": "t-1",
+                            "generated_ldos_std": "t-1", "ldos_true": "t-1", "field": "T",
+                            "conductance": "e2/h", "image_x": "1", "y": "1",
+                            "antidot_x": "1", "antidot_x_true": "1", "sample_id": "1"}.items():
+            assert ds[name].units == units, name
+            assert ds[name].long_name
+        for variable in ds.variables.values():
+            assert hasattr(variable, "units") and hasattr(variable, "long_name"), variable.name
+        assert (ds.sampler, int(ds.steps), int(ds.seed)) == ("ddim", 4, 3)
+        assert float(ds.guidance_scale) == 1.5 and int(ds.samples_per_trace) == 2
+        assert "classifier-free" in ds.guidance_mapping
+        assert ds.model_name == "p2_tiny" and ds.model_kind == "p2_diffusion"
+        assert ds.model_file_sha256 == file_sha256(model_path)
+        assert ds.split == "val" and ds.input_kind == "dataset" and int(ds.has_truth) == 1
+        assert ds.input_file == str(val) and ds.code_version and ds.command is not None
+        np.testing.assert_array_equal(ds["image_x"][:], np.arange(20) - 2 - 7.5)
+        np.testing.assert_array_equal(ds["sample_id"][:], _read(val, "sample_id"))
+        np.testing.assert_allclose(ds["conductance"][:], read_traces(val))
+        np.testing.assert_allclose(ds["ldos_true"][:], load_ldos(val), rtol=1e-6)
+        truth = np.stack([ds["antidot_x_true"][:], ds["antidot_y_true"][:]], axis=-1)
+        np.testing.assert_array_equal(truth, read_placements(val))
+        mean = np.asarray(ds["generated_ldos_mean"][:])
+        std = np.asarray(ds["generated_ldos_std"][:])
+    assert np.all(a[:, :, :2] == 0.0) and np.all(a[:, :, -2:] == 0.0)    # padding columns
+    np.testing.assert_allclose(mean, a.astype(np.float64).mean(1), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(std, a.astype(np.float64).std(1), rtol=1e-4, atol=1e-6)
+
+    # a trace's images depend only on its own id and the seed, not on its neighbours
+    last = int(_read(val, "sample_id")[-1])
+    alone = generate_from_dataset(model_path, val, tmp_path / "one.nc", seed=3, ids=[last])
+    assert _read(alone, "generated_ldos")[0].tobytes() == a[-1].tobytes()
+    # other options: DDPM runs all T = 100 steps; three draws; no guidance
+    ddpm = generate_from_dataset(model_path, val, tmp_path / "ddpm.nc", ids=[last],
+                                 sampler="ddpm", samples_per_trace=3, guidance_scale=1.0)
+    with netCDF4.Dataset(ddpm) as ds:
+        assert ds.sampler == "ddpm" and int(ds.steps) == 100 and float(ds.guidance_scale) == 1
+        assert ds["generated_ldos"].shape == (1, 3, 20, 20)
+    with pytest.raises(ValueError, match="DDPM runs all 100 steps"):
+        generate_from_dataset(model_path, val, tmp_path / "bad.nc", sampler="ddpm", steps=10)
+    with pytest.raises(ValueError, match="not in"):
+        generate_from_dataset(model_path, val, tmp_path / "bad.nc", ids=[10_000])
+    assert not (tmp_path / "bad.nc").exists()
+
+
+def test_csv_on_the_training_grid_works(splits, model_path, tmp_path):
+    fields = load_diffusion_model(model_path).inputs["fields_T"]
+    traces = read_traces(splits["val"])
+    one = _write_csv(tmp_path / "one.csv", fields, {"conductance_e2_h": traces[0]})
+    path = generate_from_csv(model_path, one, tmp_path / "one.nc", samples_per_trace=1,
+                             figure=tmp_path / "one.png")
+    with netCDF4.Dataset(path) as ds:
+        assert ds["generated_ldos"].shape == (1, 1, 20, 20)
+        assert ds.input_kind == "csv" and int(ds.has_truth) == 0 and "CSV" in ds.unchecked
+        assert "ldos_true" not in ds.variables and "antidot_x_true" not in ds.variables
+        assert list(ds["trace_name"][:]) == ["conductance_e2_h"]
+        np.testing.assert_allclose(ds["conductance"][0], traces[0], rtol=1e-15)
+    assert (tmp_path / "one.png").stat().st_size > 0
+    several = _write_csv(tmp_path / "several.csv", fields,
+                         {"wire A": traces[0], "wire B": traces[1], "wire C": traces[2]})
+    path = generate_from_csv(model_path, several, tmp_path / "several.nc", ids=[0, 2])
+    with netCDF4.Dataset(path) as ds:
+        assert ds["generated_ldos"].shape == (2, 2, 20, 20)
+        assert list(ds["trace_name"][:]) == ["wire A", "wire C"]
+        np.testing.assert_array_equal(ds["sample_id"][:], [0, 2])
+
+
+def test_csv_on_another_field_grid_or_length_is_refused(splits, model_path, tmp_path):
+    fields = np.asarray(load_diffusion_model(model_path).inputs["fields_T"])
+    trace = read_traces(splits["val"])[0]
+    output = tmp_path / "out.nc"
+    cases = {
+        "shifted": (_write_csv(tmp_path / "shifted.csv", fields + 0.5,
+                               {"conductance_e2_h": trace}), "field grid differs"),
+        "shorter": (_write_csv(tmp_path / "shorter.csv", fields[:-1],
+                               {"conductance_e2_h": trace[:-1]}), "5 field points"),
+        "1e-6 T off": (_write_csv(tmp_path / "off.csv", fields + 1e-6,
+                                  {"conductance_e2_h": trace}), "field grid differs"),
+    }
+    for name, (csv, message) in cases.items():
+        with pytest.raises(IncompatibleDataError, match=message):
+            generate_from_csv(model_path, csv, output, figure=tmp_path / "out.png")
+        assert not output.exists() and not (tmp_path / "out.png").exists(), name
+    bad_header = tmp_path / "header.csv"
+    bad_header.write_text("B,G\n0,1\n")
+    with pytest.raises(ValueError, match="field_T"):
+        generate_from_csv(model_path, bad_header, output)
+    text = tmp_path / "text.csv"
+    text.write_text("field_T,conductance_e2_h\n0,abc\n")
+    with pytest.raises(ValueError, match="number"):
+        generate_from_csv(model_path, text, output)
+    assert not output.exists()
+
+
+def test_dataset_of_another_device_or_grid_is_refused(splits, model_path, tmp_path):
+    energy = tmp_path / "energy.nc"
+    shutil.copy(splits["val"], energy)
+    with netCDF4.Dataset(energy, "a") as ds:
+        ds.energy_t = 0.5
+    with pytest.raises(IncompatibleDataError, match="energy_t = 0.5 t"):
+        generate_from_dataset(model_path, energy, tmp_path / "out.nc",
+                              figure=tmp_path / "out.png")
+    grid = tmp_path / "grid.nc"
+    shutil.copy(splits["val"], grid)
+    with netCDF4.Dataset(grid, "a") as ds:
+        ds["field"][:] = np.asarray(ds["field"][:]) * 1.5
+    with pytest.raises(IncompatibleDataError, match="field grid"):
+        generate_from_dataset(model_path, grid, tmp_path / "out.nc")
+    assert not (tmp_path / "out.nc").exists() and not (tmp_path / "out.png").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["energy.nc", "grid.nc"]
+
+
+# --- evaluation ------------------------------------------------------------------------------
+def test_evaluation_of_the_true_images_scores_one(splits, model_path, tmp_path):
+    """The truth fed as the 'generated' images: strict accuracy 1, error 0, correlation 1."""
+    val = splits["val"]
+    model = load_diffusion_model(model_path)
+    options = resolve_sampling(model)
+    truth = load_ldos(val)
+    generated = write_generated(
+        tmp_path / "truth.nc", model, model_path, sample_ids=_read(val, "sample_id"),
+        traces=read_traces(val), fields_T=model.inputs["fields_T"],
+        generated=np.repeat(truth[:, None], options.samples_per_trace, axis=1),
+        options=options, input_file=str(val), input_kind="dataset", split="val",
+        true_ldos=truth, true_placements=read_placements(val))
+    np.testing.assert_array_equal(read_generated(generated).found,
+                                  np.repeat(read_placements(val)[:, None], 2, axis=1))
+    paths = evaluate_diffusion_model(generated, tmp_path / "evaluation", model_path=model_path,
+                                     dataset_path=val, train_path=splits["train"],
+                                     snapshot_sample=1, score_points=12)
+    assert set(paths) == set(OUTPUT_FILES)
+    for key, name in OUTPUT_FILES.items():
+        assert paths[key] == tmp_path / "evaluation" / name
+        assert paths[key].stat().st_size > 0, name
+    metrics = pd.read_csv(paths["metrics"])
+    assert list(metrics.columns) == METRICS_COLUMNS
+    assert len(metrics) == 9
+    assert set(metrics["predictor"]) == {"model", "unconditional", "most_frequent_placement"}
+    assert set(metrics["criterion"]) == {"strict", "mirrors", "classes"}
+    rows = metrics[metrics["predictor"] == "model"].set_index("criterion")
+    assert rows.loc["strict", "accuracy"] == 1.0
+    assert (rows["accuracy"] == 1.0).all() and (rows["any_draw_correct"] == 1.0).all()
+    assert (rows["mean_position_error_sites"] == 0.0).all()
+    assert rows.loc["strict", "accuracy_std_over_draws"] == 0.0
+    assert rows.loc["strict", "pixel_correlation_mean"] == pytest.approx(1.0, abs=1e-6)
+    assert (rows["n_traces"] == len(truth)).all() and (rows["samples_per_trace"] == 2).all()
+    assert rows.loc["strict", "sampler"] == "ddim" and rows.loc["strict", "steps"] == 4
+    assert rows.loc["strict", "model"] == "p2_tiny" and rows.loc["strict", "split"] == "val"
+    blind = metrics[metrics["predictor"] == "unconditional"].set_index("criterion")
+    assert (blind["guidance_scale"] == 0.0).all() and (blind["samples_per_trace"] == 2).all()
+    constant = metrics[metrics["predictor"] == "most_frequent_placement"]
+    assert constant["accuracy"].between(0, 1).all() and (constant["samples_per_trace"] == 1).all()
+    for predictor in ("unconditional", "most_frequent_placement"):
+        part = metrics[metrics["predictor"] == predictor].set_index("criterion")["accuracy"]
+        assert part["strict"] <= part["mirrors"] <= part["classes"]
+    assert metrics["baseline"].str.len().min() > 0
+
+    # the model file's own baselines give the same constant placement here
+    again = evaluate_diffusion_model(generated, tmp_path / "again", model_path=model_path,
+                                     dataset_path=val, score_points=4,
+                                     unconditional_draws=1)
+    metrics2 = pd.read_csv(again["metrics"])
+    assert (metrics2[metrics2["predictor"] == "unconditional"]["samples_per_trace"] == 1).all()
+    pd.testing.assert_series_equal(
+        metrics2[metrics2["predictor"] == "model"]["accuracy"].reset_index(drop=True),
+        rows["accuracy"].reset_index(drop=True), check_names=False)
+
+
+def test_evaluation_refuses_a_file_without_truth(splits, model_path, tmp_path):
+    fields = load_diffusion_model(model_path).inputs["fields_T"]
+    csv = _write_csv(tmp_path / "t.csv", fields,
+                     {"conductance_e2_h": read_traces(splits["val"])[0]})
+    generated = generate_from_csv(model_path, csv, tmp_path / "g.nc", samples_per_trace=1)
+    with pytest.raises(ValueError, match="no truth.*ldos_true"):
+        evaluate_diffusion_model(generated, tmp_path / "evaluation", model_path=model_path,
+                                 dataset_path=splits["val"])
+    assert not (tmp_path / "evaluation").exists()
+    # a generated file of another dataset is refused as well, before anything is written
+    test_file = generate_from_dataset(model_path, splits["test"], tmp_path / "test.nc",
+                                      samples_per_trace=1)
+    with pytest.raises(ValueError, match="not in"):
+        evaluate_diffusion_model(test_file, tmp_path / "evaluation", model_path=model_path,
+                                 dataset_path=splits["val"])
+    assert not (tmp_path / "evaluation").exists()
