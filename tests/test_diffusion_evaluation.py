@@ -192,7 +192,7 @@ def test_csv_on_another_field_grid_or_length_is_refused(splits, model_path, tmp_
                                {"conductance_e2_h": trace}), "field grid differs"),
         "shorter": (_write_csv(tmp_path / "shorter.csv", fields[:-1],
                                {"conductance_e2_h": trace[:-1]}), "5 field points"),
-        "1e-6 T off": (_write_csv(tmp_path / "off.csv", fields + 1e-6,
+        "1e-3 T off": (_write_csv(tmp_path / "off.csv", fields + 1e-3,
                                   {"conductance_e2_h": trace}), "field grid differs"),
     }
     for name, (csv, message) in cases.items():

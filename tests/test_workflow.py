@@ -89,7 +89,7 @@ def test_end_to_end_outputs(finished_run):
     assert configurations and all(len(s) == 1 for s in configurations.values())
     # logs and benchmarks for every job
     assert len(list((finished_run / "logs" / "simulate").rglob("*.log"))) == 9
-    assert len(list((finished_run / "logs" / "benchmarks").rglob("*.tsv"))) == 30  # every job
+    assert len(list((finished_run / "logs" / "benchmarks").rglob("*.tsv"))) == 45  # every job
     # models: trained, evaluated on the test split against the training-mean baseline
     for model in ("p1_s_nd", "p1_rms_xi"):
         assert (results / "models" / model / "model.pt").stat().st_size > 0
@@ -117,6 +117,18 @@ def test_end_to_end_outputs(finished_run):
             assert (evaluation / f"{figure}.png").read_bytes()[:4] == b"\x89PNG"
     summary = pd.read_csv(results / "reports" / "potential_models.csv")
     assert set(summary["model"]) == {"p1_fourier", "p1_potential"}
+    # the P2 diffusion model: LDOS generated from the validation traces, accuracy (strict and
+    # modulo the symmetries) against the trace-blind baselines, P2 Figs. 3-5
+    evaluation = results / "evaluation" / "p2_ldos"
+    with netCDF4.Dataset(evaluation / "generated-val.nc") as ds:
+        assert ds.format_version == "mesoinv-generated-ldos-1"
+        assert ds["generated_ldos"].units == "t-1" and ds.split == "val"
+    metrics = pd.read_csv(evaluation / "metrics.csv")
+    assert set(metrics["predictor"]) == {"model", "unconditional", "most_frequent_placement"}
+    assert set(metrics["criterion"]) == {"strict", "mirrors", "classes"}
+    for figure in ("accuracy", "snapshots", "attention", "score_field", "prediction-example"):
+        assert (evaluation / f"{figure}.png").read_bytes()[:4] == b"\x89PNG"
+    assert set(pd.read_csv(results / "reports" / "diffusion_models.csv")["model"]) == {"p2_ldos"}
     # nothing partial left behind
     assert not list(results.rglob(".*partial*")) and not list(results.rglob("*.tmp-*"))
     assert planned_jobs(finished_run) == {}
@@ -164,9 +176,10 @@ def test_rerun_single_targets(finished_run):
     # --forcerun <rule> reruns that rule and what depends on it, no simulation
     # (the models of p1_varying train on its splits: they follow, no simulation does)
     assert planned_jobs(finished_run, "--forcerun", "split_dataset") == {
-        "split_dataset": 3, "dataset_summary": 1, "train_model": 4, "predict_test_split": 4,
-        "evaluate_model": 2, "evaluate_potential_model": 2, "models_summary": 1,
-        "potential_models_summary": 1, "all": 1}
+        "split_dataset": 3, "dataset_summary": 1, "train_model": 5, "predict_test_split": 4,
+        "generate_validation_split": 1, "evaluate_model": 2, "evaluate_potential_model": 2,
+        "evaluate_diffusion_model": 1, "models_summary": 1, "potential_models_summary": 1,
+        "diffusion_models_summary": 1, "all": 1}
 
 
 def test_config_changes_rerun_only_what_they_affect(finished_run, tmp_path):

@@ -11,8 +11,8 @@ Inputs
 
 Before anything is computed the traces are checked against the model's training data with
 :meth:`mesoinv.training.model_file.ModelFile.check_trace`: the field grid (same number of
-points, every field within 1e-9 T of the training grid) and, for a netCDF input, the device
-(``dataset_kind``, W, L, antidot radius, Fermi energy, lattice constant, padding). A
+points, every field within 1e-6 of the training grid's spacing) and, for a netCDF input, the
+device (``dataset_kind``, W, L, antidot radius, Fermi energy, lattice constant, padding). A
 mismatch is an :class:`~mesoinv.training.model_file.IncompatibleDataError` naming it, and
 nothing is written.
 
@@ -562,7 +562,7 @@ def generate_from_csv(model_path, csv_path, output, *, ids=None, samples_per_tra
 
     * first column ``field_T``: the perpendicular field B in tesla, in the order of the
       training grid. It must be the model's training grid (its ``inputs.fields_T``: same
-      number of points, each within 1e-9 T; write fields with full precision, e.g. ``%.17g``).
+      number of points, each within 1e-6 of the grid spacing).
       Another grid or another length raises :class:`IncompatibleDataError` naming it;
     * one further column ``conductance_e2_h`` for one trace, or several columns (any header;
       the header becomes ``trace_name``) for several traces on the same field axis: the

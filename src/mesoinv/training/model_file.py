@@ -113,7 +113,8 @@ class ModelFile:
 
     def check_trace(self, *, fields_T, metadata: dict, source: str):
         """Refuse traces a P2 model was not trained for: another field grid (count, or any
-        field more than 1e-9 T off) or another device (``CHECKED_P2_METADATA``).
+        field off by more than 1e-6 of the grid spacing, at least 1e-9 T) or another device
+        (``CHECKED_P2_METADATA``).
 
         Raises
         ------
@@ -128,7 +129,10 @@ class ModelFile:
                             f"{trained[0]:g}…{trained[-1]:g} T)")
         else:
             worst = max((abs(a - b) for a, b in zip(given, trained)), default=0.0)
-            if worst > 1e-9:
+            # A CSV written with a few significant digits must pass: tolerate 1e-6 of the
+            # grid spacing (at least 1e-9 T).
+            spacing = min((abs(b - a) for a, b in zip(trained, trained[1:])), default=1.0)
+            if worst > max(1e-9, 1e-6 * spacing):
                 problems.append(f"field grid differs from the trained one by up to {worst:.3g} T "
                                 f"(trained {trained[0]:g}…{trained[-1]:g} T in "
                                 f"{len(trained)} points)")
