@@ -170,6 +170,11 @@ POTENTIAL_VALUES = [f"train.{m}.{row}" for m in ("fourier", "encdec")
                     for row in ("config.parameters", "config.batch", "a.lightning_rate",
                                 "b.plain_rate", "d.predict_rate")] + [
                         "train.fourier.d.predict_potential_rate", "train.fourier.d.rebuild_share"]
+# P2's diffusion U-Net (issue 10): SAM vs Adam training, DDPM vs DDIM sampling.
+P2_TIMINGS = ["train.p2.a.sam", "train.p2.a.adam", "train.p2.s.ddpm", "train.p2.s.ddim"]
+P2_VALUES = ["train.p2.config.image", "train.p2.config.parameters", "train.p2.config.batch",
+             "train.p2.a.sam_rate", "train.p2.a.adam_rate", "train.p2.ratio.sam_over_adam",
+             "train.p2.ratio.ddpm_over_ddim"]
 TRAIN_TARGETED = ["train.ratio.overhead", "train.ratio.loader_stream0",
                   "train.ratio.loader_stream1", "train.ratio.loader_ram",
                   "train.ratio.loader_device", "train.paper.ratio.overhead",
@@ -223,3 +228,20 @@ def test_training_rows(quick_report):
         assert math.isfinite(number(rows[key]["median / value"])), key
         # Same batches, same start: the comparison is like for like.
         assert number(rows[f"train.{m}.check.same_losses"]["median / value"]) == 0, m
+
+    # P2's diffusion model: SAM vs Adam and DDPM vs DDIM rows, finite and positive.
+    for key in P2_TIMINGS:
+        row = rows[key]
+        assert row["unit"] == "s", key
+        median, minimum = number(row["median / value"]), number(row["min"])
+        assert math.isfinite(median) and median > 0, key
+        assert 0 < minimum <= median, key
+        cpu = number(row["CPU median"])
+        assert math.isfinite(cpu) and cpu > 0, key
+    for key in P2_VALUES:
+        value = number(rows[key]["median / value"])
+        assert math.isfinite(value) and value > 0, key
+    assert rows["train.p2.a.sam_rate"]["unit"] == "steps/s"
+    assert rows["train.p2.ratio.sam_over_adam"]["unit"] == "×"
+    # Both optimizers started from the same weights on the same batch and draws.
+    assert number(rows["train.p2.check.same_first_loss"]["median / value"]) == 0

@@ -245,3 +245,38 @@ def test_fourier_model_refuses_another_dopant_distance(splits, tmp_path):
     with pytest.raises(ConfigError, match="models.p1_fourier.dataset"):
         validate_config(config)
     assert isinstance(model.target_set, FourierTargets)
+
+
+def test_potential_models_refuse_another_disorder_ensemble(splits, tmp_path):
+    output, _ = train(tmp_path, splits, "p1_potential", max_steps=1)
+    model = load_model_file(output)
+    for metadata, message in (({"dopant_density_range_cm2": [1e12, 1.5e12]}, "outside"),
+                              ({"thomas_fermi_wavevector_per_nm": 0.1}, "thomas_fermi"),
+                              ({"cutoff_factor": 3.0}, "cutoff_factor"),
+                              ({"relative_permittivity": 13.1}, "relative_permittivity")):
+        with pytest.raises(IncompatibleDataError, match=message):
+            model.check_data(image_shape=(40, 30), fields_T=[0.0], metadata=metadata,
+                             source="other.nc")
+    # The ram-mode loader fills float32 rows one sample at a time: the same numbers.
+    targets = model.target_set
+    assert np.array_equal(targets.load(splits["train"]),
+                          targets.normalize_image(targets.truth(splits["train"])))
+
+
+@pytest.mark.parametrize("name, change, key", [
+    ("p1_fourier", {"batch_size": 1}, "models.p1_fourier.batch_size"),
+    ("p1_fourier", {"architecture": {"first_kernel_size": 4}},
+     "models.p1_fourier.architecture.first_kernel_size"),
+    ("p1_potential", {"architecture": {"kernel_size": 2}},
+     "models.p1_potential.architecture.kernel_size"),
+    ("p2_ldos", {"architecture": {"channel_mults": [1, 2, 2], "base_channels": 8}}, None),
+])
+def test_config_refuses_networks_that_cannot_run(name, change, key):
+    config = load_config(TEST_CONFIG)
+    config["models"][name].update(change)
+    if key is None:  # a valid change
+        validate_config(config)
+        config["datasets"]["p2_wire"]["splits"] = {"train": 0.75, "val": 0.0, "test": 0.25}
+        key = "models.p2_ldos.dataset"
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate_config(config)

@@ -215,6 +215,13 @@ def _predict(args):
         ("--steps", args.steps), ("--guidance-scale", args.guidance_scale),
         ("--seed", args.seed)) if value is not None]
     if load_model_file(args.model).is_diffusion:
+        map_flags = [flag for flag, value in (
+            ("--lattice-constant-nm", args.lattice_constant_nm), ("--energy-meV", args.energy_meV),
+            ("--fields-T", args.fields_T)) if value is not None]
+        if map_flags:
+            raise ValueError(f"{', '.join(map_flags)} describe .npy PLDOS maps for P1 models; "
+                             "a P2 model reads traces (their field grid is checked against "
+                             "the model's)")
         path = _generate(args)
         print(f"wrote {path}", file=sys.stderr)
         return

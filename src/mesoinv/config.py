@@ -356,6 +356,50 @@ MODEL_DATASET_KINDS = {"p1_parameter_cnn": "p1_pldos", "p1_fourier_cnn": "p1_pld
                        "p2_diffusion": "p2_magnetoconductance"}
 
 
+def _check_diffusion_model(key, model, name, dataset):
+    """P2: the evaluation needs a validation split; the U-Net a square image whose side
+    halves cleanly at each downsampling."""
+    if dataset["splits"]["val"] == 0:
+        raise ConfigError(f"{key}.dataset", f"dataset '{name}' has no validation split "
+                                           "(splits.val = 0): P2 models are evaluated on it")
+    geometry = dataset["geometry"]
+    width = geometry["width_sites"] + 2 * dataset["ldos_padding_sites"]
+    length = geometry["length_sites"]
+    if width != length:
+        raise ConfigError(f"{key}.dataset", f"the LDOS image of dataset '{name}' is {width} × "
+                                           f"{length} (width_sites + 2 ldos_padding_sites × "
+                                           "length_sites): the U-Net needs a square image")
+    levels = len(model["architecture"].get("channel_mults", (1, 2, 4)))
+    factor = 2 ** (levels - 1)
+    if length % factor:
+        raise ConfigError(f"{key}.architecture.channel_mults",
+                          f"{levels} levels halve the image {levels - 1} times: its side "
+                          f"{length} is not divisible by {factor}")
+
+
+def _check_p1_network(key, model, name, dataset):
+    """P1 networks: odd kernels ('same' padding); a map large enough for the poolings; the
+    Fourier CNN's BatchNorm needs at least two samples per batch."""
+    architecture = model["architecture"]
+    for kernel in ("kernel_size", "first_kernel_size"):
+        if kernel in architecture and architecture[kernel] % 2 == 0:
+            raise ConfigError(f"{key}.architecture.{kernel}",
+                              f"{architecture[kernel]} is even: kernels must be odd ('same' "
+                              "padding keeps the map size)")
+    if model["kind"] in ("p1_parameter_cnn", "p1_fourier_cnn"):
+        geometry = dataset["geometry"]
+        a = geometry["lattice_constant_nm"]
+        sites = min(round(geometry["length_nm"] / a), round(geometry["width_nm"] / a))
+        blocks = len(architecture["conv_channels"])
+        if sites < 2 ** blocks:
+            raise ConfigError(f"{key}.architecture.conv_channels",
+                              f"{blocks} 2× poolings need maps of at least {2 ** blocks} sites; "
+                              f"dataset '{name}' has {sites}")
+    if model["kind"] == "p1_fourier_cnn" and model["batch_size"] < 2:
+        raise ConfigError(f"{key}.batch_size", "the Fourier CNN's BatchNorm needs at least 2 "
+                                               "samples per batch")
+
+
 def _check_model(key, model, datasets):
     """What the schema cannot check of a model entry: its dataset, fields and augmentation."""
     name = model["dataset"]
@@ -368,10 +412,9 @@ def _check_model(key, model, datasets):
         raise ConfigError(f"{key}.dataset", f"a {model['kind']} model trains on a {wanted} "
                                            f"dataset; '{name}' is {dataset['kind']}")
     if model["kind"] == "p2_diffusion":
-        if dataset["splits"]["val"] == 0 and model["early_stopping"] is not None:
-            raise ConfigError(f"{key}.early_stopping", f"dataset '{name}' has no validation "
-                                                       "split to stop on (splits.val = 0)")
+        _check_diffusion_model(key, model, name, dataset)
         return
+    _check_p1_network(key, model, name, dataset)
     distance = dataset["disorder"]["dopant_distance_nm"]
     if model["kind"] == "p1_fourier_cnn" and isinstance(distance, list) and \
             distance[0] != distance[-1]:

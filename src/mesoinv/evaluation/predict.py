@@ -29,7 +29,7 @@ import torch
 
 from ..datasets.netcdf import atomic_path, code_version
 from ..training.data import iter_images, read_split_info
-from ..training.model_file import ModelFile, file_sha256, load_model_file
+from ..training.model_file import IncompatibleDataError, ModelFile, file_sha256, load_model_file
 from ..training.normalization import ImageNormalization
 
 __all__ = ["PREDICTIONS_FORMAT_VERSION", "POTENTIAL_PREDICTIONS_FORMAT_VERSION",
@@ -222,6 +222,10 @@ def write_predictions(output, model: ModelFile, model_path, sample_ids, predicti
     return Path(output)
 
 
+def _attribute_value(value):
+    return value.tolist() if isinstance(value, np.ndarray) else value
+
+
 def _true_potentials(path, positions):
     """(potential (n, nx, ny) meV, coefficients (n, 2 N) or None, modes) from a dataset file."""
     with netCDF4.Dataset(path) as ds:
@@ -269,6 +273,19 @@ def write_potential_predictions(output, model: ModelFile, model_path, sample_ids
         true_potential, true_coefficients, modes = _true_potentials(truth_file, positions)
         with netCDF4.Dataset(truth_file) as ds:
             x_nm, y_nm = np.asarray(ds["x"][:], np.float64), np.asarray(ds["y"][:], np.float64)
+            # s, N_d of the predicted data (the evaluation's Eq. 1 basis and σ), not the model's
+            metadata = {**metadata, **{k: _attribute_value(ds.getncattr(k)) for k in (
+                "dopant_distance_range_nm", "dopant_density_range_cm2", "length_nm",
+                "width_nm") if k in ds.ncattrs()}}
+        if targets.kind == "fourier_coefficients" and modes is not None:
+            same = (len(modes["mode_m"]) == targets.n_modes
+                    and np.array_equal(modes["mode_m"], targets.modes.m)
+                    and np.array_equal(modes["mode_n"], targets.modes.n))
+            if not same:
+                raise IncompatibleDataError(
+                    f"{truth_file}: its {len(modes['mode_m'])} Fourier modes differ from the "
+                    f"{targets.n_modes} modes model '{model.model_name}' predicts (another "
+                    "box, s or cutoff)")
     else:
         a = float(lattice_constant_nm if lattice_constant_nm is not None
                   else metadata["lattice_constant_nm"])
@@ -277,9 +294,8 @@ def write_potential_predictions(output, model: ModelFile, model_path, sample_ids
         m = targets.modes
         modes = {"qx": m.qx_per_nm, "qy": m.qy_per_nm, "mode_m": m.m, "mode_n": m.n}
     mean_potential = model.baselines.get("training_mean_potential_meV")
-    physics = getattr(targets, "physics", None) or {}
     low, high = (float(v) for v in metadata.get("dopant_distance_range_nm", [np.nan, np.nan]))
-    s_nm = physics.get("dopant_distance_nm", low if low == high else np.nan)
+    s_nm = low if low == high else np.nan
     n_low, n_high = (float(v) for v in metadata.get("dopant_density_range_cm2", [np.nan, np.nan]))
     sigma = (np.sqrt(n_low * 1e-14 * metadata["length_nm"] * metadata["width_nm"] / 2)
              if n_low == n_high and "length_nm" in metadata else np.nan)

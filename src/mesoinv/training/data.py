@@ -335,7 +335,10 @@ class ImageDataModule(pl.LightningDataModule):
             workers = min(int(self.num_workers), max(self.max_workers, 0))
         # A last training batch of one sample is dropped (a different one each epoch, as the
         # split is shuffled): BatchNorm cannot normalise a single sample in training mode.
-        drop_last = shuffle and len(self._datasets[split]) % self.batch_size == 1
+        # Under DDP each rank sees ⌈n / ranks⌉ samples.
+        ranks = self.trainer.world_size if self.trainer is not None else 1
+        per_rank = -(-len(self._datasets[split]) // max(ranks, 1))
+        drop_last = shuffle and per_rank % self.batch_size == 1
         return DataLoader(self._datasets[split], batch_size=self.batch_size, shuffle=shuffle,
                           num_workers=workers, persistent_workers=workers > 0,
                           pin_memory=False, drop_last=drop_last)

@@ -54,7 +54,8 @@ CHECKED_P2_METADATA = {"dataset_kind": None, "width_sites": "sites", "length_sit
 #: Physical metadata compared between a model's training data and new input, with units.
 CHECKED_METADATA = {"dataset_kind": None, "lattice_constant_nm": "nm", "energy_meV": "meV",
                     "effective_mass_kg": "kg", "qpc_first_y_site": "sites",
-                    "qpc_width_sites": "sites"}
+                    "qpc_width_sites": "sites", "relative_permittivity": None,
+                    "thomas_fermi_wavevector_per_nm": "nm-1", "cutoff_factor": None}
 
 
 def network_from_spec(spec: dict) -> torch.nn.Module:
@@ -191,6 +192,19 @@ class ModelFile:
         if missing:
             problems.append(f"field(s) {missing} T missing (input has {list(fields_T)} T)")
         problems += self._metadata_problems(metadata, CHECKED_METADATA)
+        if self.targets.get("kind") in ("fourier_coefficients", "potential"):
+            # A potential model learned one disorder ensemble: data from another (s or N_d
+            # outside the trained ranges) would be extrapolation, refused.
+            for key, unit in (("dopant_distance_range_nm", "nm"),
+                              ("dopant_density_range_cm2", "cm-2")):
+                if key not in metadata or key not in self.data_metadata:
+                    continue
+                low, high = (float(v) for v in self.data_metadata[key])
+                given = [float(v) for v in metadata[key]]
+                tolerance = 1e-9 * max(abs(low), abs(high))
+                if min(given) < low - tolerance or max(given) > high + tolerance:
+                    problems.append(f"{key} = {given} {unit} outside the trained "
+                                    f"[{low:g}, {high:g}] {unit}")
         if self.targets.get("kind") == "fourier_coefficients" and \
                 "dopant_distance_range_nm" in metadata:
             # The coefficients → V(x, y) rebuild (Eq. 1) holds for the trained s only.

@@ -329,7 +329,16 @@ class PotentialTargets:
                 if len(positions) else np.zeros((0, *var.shape[1:]))
 
     def load(self, path, positions=None) -> np.ndarray:
-        return self.normalize_image(self.truth(path, positions))
+        """Normalised targets (samples, 1, nx, ny) float32, filled one sample at a time (no
+        float64 copy of the split)."""
+        with netCDF4.Dataset(path) as ds:
+            var = ds["potential"]
+            var.set_auto_maskandscale(False)
+            rows = range(var.shape[0]) if positions is None else positions
+            out = np.empty((len(rows), 1, *var.shape[1:]), dtype=np.float32)
+            for row, index in enumerate(rows):
+                out[row] = self.normalize_image(np.asarray(var[index], dtype=np.float64))
+        return out
 
     def invert(self, normalized) -> np.ndarray:
         """Network output (…, 1, nx, ny) → V (…, nx, ny) in meV, float64."""
