@@ -338,7 +338,7 @@ def test_shard_size_and_ranks_do_not_change_the_datasets(finished_run, tmp_path)
     snakemake(workdir, "--set-resources", "simulate_p1_shard:tasks=2", "simulate_p2_shard:tasks=2",
               config=path)
     logs = list((workdir / "logs/simulate").rglob("*.log"))
-    assert len(logs) == 5 and all("computed on 2 ranks" in p.read_text() for p in logs)
+    assert len(logs) == 6 and all("computed on 2 ranks" in p.read_text() for p in logs)
 
     def split_samples(root):
         out = {}
