@@ -336,7 +336,7 @@ class ImageDataModule(pl.LightningDataModule):
         # A last training batch of one sample is dropped (a different one each epoch, as the
         # split is shuffled): BatchNorm cannot normalise a single sample in training mode.
         # Under DDP each rank sees ⌈n / ranks⌉ samples.
-        ranks = self.trainer.world_size if self.trainer is not None else 1
+        ranks = getattr(self.trainer, "world_size", 1) if self.trainer is not None else 1
         per_rank = -(-len(self._datasets[split]) // max(ranks, 1))
         drop_last = shuffle and per_rank % self.batch_size == 1
         return DataLoader(self._datasets[split], batch_size=self.batch_size, shuffle=shuffle,

@@ -35,7 +35,7 @@ from .model_file import load_model_file, network_from_spec, save_model_file
 from .modules import RegressionModule, count_parameters
 from .targets import FourierTargets, PotentialTargets, ScalarTargets, training_mean_potential
 
-__all__ = ["train_model", "available_cpus", "resolve_precision", "resume_checkpoint",
+__all__ = ["train_model", "make_trainer", "available_cpus", "resolve_precision", "resume_checkpoint",
            "state_directory", "PlainProgressLog"]
 
 log = logging.getLogger("mesoinv.training")
@@ -174,6 +174,56 @@ def target_set(definition: dict):
     raise ValueError(f"unknown model kind {kind!r}")
 
 
+def make_trainer(definition: dict, state_dir, *, name: str, has_val: bool, accelerator,
+                 devices, strategy, precision, progress, log_every_n_steps: int,
+                 extra_callbacks=()):
+    """The Lightning trainer of every model kind, and its best-``val_loss`` checkpoint callback.
+
+    Checkpoints in ``<state_dir>/checkpoints`` (``last`` every ``checkpoint_every_n_steps``,
+    ``best`` when there is a validation split), early stopping when configured and a
+    validation split exists, plain log lines off a terminal, CSV logs flushed as often as
+    checkpoints (a killed run keeps its curve), and Lightning's SLURM environment with SIGURG
+    as the requeue signal when it runs under SLURM (module docstring).
+
+    Returns
+    -------
+    (pl.Trainer, ModelCheckpoint or None)
+    """
+    checkpoints = Path(state_dir) / "checkpoints"
+    every = definition["checkpoint_every_n_steps"]
+    callbacks = [ModelCheckpoint(dirpath=checkpoints, filename="step-{step}", save_top_k=0,
+                                 save_last=True, every_n_train_steps=every,
+                                 enable_version_counter=False)]
+    best = None
+    if has_val:
+        best = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val_loss",
+                               mode="min", save_top_k=1, enable_version_counter=False)
+        callbacks.append(best)
+    stopping = definition["early_stopping"]
+    if stopping is not None and has_val:
+        callbacks.append(EarlyStopping(monitor="val_loss", mode="min",
+                                       patience=stopping["patience"],
+                                       min_delta=stopping.get("min_delta", 0.0)))
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        callbacks.append(PlainProgressLog(name, log_every_n_steps))
+    callbacks.extend(extra_callbacks)
+    plugins = []
+    # Lightning's own test (SLURM_NTASKS set, job name not bash/interactive), with our signal.
+    if SLURMEnvironment.detect():
+        plugins.append(SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGURG))
+    max_steps = definition["max_steps"] if definition["max_steps"] is not None else -1
+    trainer = pl.Trainer(
+        accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
+        max_epochs=definition["max_epochs"], max_steps=max_steps, callbacks=callbacks,
+        logger=CSVLogger(state_dir, name="logs", flush_logs_every_n_steps=every),
+        default_root_dir=state_dir, plugins=plugins or None, enable_progress_bar=progress,
+        log_every_n_steps=min(log_every_n_steps, 50), deterministic=accelerator == "cpu",
+        num_sanity_val_steps=0, enable_model_summary=False)
+    return trainer, best
+
+
 def train_model(definition: dict, *, train_path, val_path, output, state_root,
                 progress: bool | None = None, threads: int | None = None,
                 log_every_n_steps: int = 50, extra_callbacks=()) -> dict:
@@ -229,40 +279,11 @@ def train_model(definition: dict, *, train_path, val_path, output, state_root,
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "definition.json").write_text(json.dumps(definition, indent=2, sort_keys=True))
     has_val = datamodule.val_info.n_samples > 0
-    checkpoints = state_dir / "checkpoints"
-    last = ModelCheckpoint(dirpath=checkpoints, filename="step-{step}", save_top_k=0,
-                           save_last=True, every_n_train_steps=definition["checkpoint_every_n_steps"],
-                           enable_version_counter=False)
-    callbacks = [last]
-    best = None
-    if has_val:
-        best = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val_loss",
-                               mode="min", save_top_k=1, enable_version_counter=False)
-        callbacks.append(best)
-    if definition["early_stopping"] is not None:
-        callbacks.append(EarlyStopping(monitor="val_loss", mode="min",
-                                       patience=definition["early_stopping"]["patience"],
-                                       min_delta=definition["early_stopping"]["min_delta"]))
-    if progress is None:
-        progress = sys.stderr.isatty()
-    if not progress:
-        callbacks.append(PlainProgressLog(name, log_every_n_steps))
-    callbacks.extend(extra_callbacks)
-    plugins = []
-    # Lightning's own test (SLURM_NTASKS set, job name not bash/interactive), with our signal.
-    if SLURMEnvironment.detect():
-        plugins.append(SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGURG))
-    max_steps = definition["max_steps"] if definition["max_steps"] is not None else -1
-    trainer = pl.Trainer(
-        accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
-        max_epochs=definition["max_epochs"], max_steps=max_steps, callbacks=callbacks,
-        # Logs reach the disk as often as checkpoints, so a killed run keeps its curve.
-        logger=CSVLogger(state_dir, name="logs",
-                         flush_logs_every_n_steps=definition["checkpoint_every_n_steps"]),
-        default_root_dir=state_dir,
-        plugins=plugins or None, enable_progress_bar=progress,
-        log_every_n_steps=min(log_every_n_steps, 50), deterministic=accelerator == "cpu",
-        num_sanity_val_steps=0, enable_model_summary=False)
+    trainer, best = make_trainer(definition, state_dir, name=name, has_val=has_val,
+                                 accelerator=accelerator, devices=devices, strategy=strategy,
+                                 precision=precision, progress=progress,
+                                 log_every_n_steps=log_every_n_steps,
+                                 extra_callbacks=extra_callbacks)
     ckpt_path = resume_checkpoint(state_dir)
     log.info("%s: %s on %d %s device(s), precision %s, %d parameters; %s", name, kind, devices,
              accelerator, precision, count_parameters(network),

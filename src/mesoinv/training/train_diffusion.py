@@ -47,16 +47,12 @@ shared with P1           ``batch_size``, ``max_epochs``, ``max_steps``, ``precis
 import copy
 import json
 import logging
-import signal
 import sys
 import time
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
-from pytorch_lightning.loggers import CSVLogger
-from pytorch_lightning.plugins.environments import SLURMEnvironment
 
 from .. import __version__
 from ..datasets.netcdf import code_version, package_versions
@@ -66,7 +62,7 @@ from .diffusion_module import DiffusionModule, check_precision
 from .model_file import save_model_file
 from .modules import count_parameters
 from .p2_data import P2DataModule, iter_ldos, read_placements
-from .train import (PlainProgressLog, _split_identity, available_cpus, devices_and_strategy,
+from .train import (_split_identity, available_cpus, devices_and_strategy, make_trainer,
                     resolve_precision, resume_checkpoint, state_directory)
 
 __all__ = ["train_diffusion_model", "resolve_definition", "diffusion_network_spec", "DEFAULTS",
@@ -217,37 +213,11 @@ def train_diffusion_model(definition: dict, *, train_path, val_path, output, sta
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "definition.json").write_text(json.dumps(resolved, indent=2, sort_keys=True))
     has_val = datamodule.val_info.n_samples > 0
-    checkpoints = state_dir / "checkpoints"
-    every = resolved["checkpoint_every_n_steps"]
-    last = ModelCheckpoint(dirpath=checkpoints, filename="step-{step}", save_top_k=0,
-                           save_last=True, every_n_train_steps=every,
-                           enable_version_counter=False)
-    callbacks = [last]
-    best = None
-    if has_val:
-        best = ModelCheckpoint(dirpath=checkpoints, filename="best", monitor="val_loss",
-                               mode="min", save_top_k=1, enable_version_counter=False)
-        callbacks.append(best)
-    if resolved["early_stopping"] is not None and has_val:
-        callbacks.append(EarlyStopping(monitor="val_loss", mode="min",
-                                       patience=resolved["early_stopping"]["patience"],
-                                       min_delta=resolved["early_stopping"].get("min_delta", 0.0)))
-    if progress is None:
-        progress = sys.stderr.isatty()
-    if not progress:
-        callbacks.append(PlainProgressLog(name, log_every_n_steps))
-    callbacks.extend(extra_callbacks)
-    plugins = []
-    if SLURMEnvironment.detect():
-        plugins.append(SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGURG))
-    max_steps = resolved["max_steps"] if resolved["max_steps"] is not None else -1
-    trainer = pl.Trainer(
-        accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
-        max_epochs=resolved["max_epochs"], max_steps=max_steps, callbacks=callbacks,
-        logger=CSVLogger(state_dir, name="logs", flush_logs_every_n_steps=every),
-        default_root_dir=state_dir, plugins=plugins or None, enable_progress_bar=progress,
-        log_every_n_steps=min(log_every_n_steps, 50), deterministic=accelerator == "cpu",
-        num_sanity_val_steps=0, enable_model_summary=False)
+    trainer, best = make_trainer(resolved, state_dir, name=name, has_val=has_val,
+                                 accelerator=accelerator, devices=devices, strategy=strategy,
+                                 precision=precision, progress=progress,
+                                 log_every_n_steps=log_every_n_steps,
+                                 extra_callbacks=extra_callbacks)
     ckpt_path = resume_checkpoint(state_dir)
     log.info("%s: %s (%s) on %d %s device(s), precision %s, %d parameters; %s", name,
              MODEL_KIND, resolved["optimizer"]["name"], devices, accelerator, precision,
