@@ -40,7 +40,7 @@ from .normalization import ImageNormalization
 from .targets import ScalarTargets, read_variables
 
 __all__ = ["SplitInfo", "read_split_info", "read_targets", "iter_images", "load_images",
-           "StreamedImages", "ImageDataModule", "DATA_MODES", "choose_data_mode"]
+           "StreamedImages", "ImageDataModule", "DATA_MODES", "choose_data_mode", "make_loader"]
 
 log = logging.getLogger("mesoinv.training")
 
@@ -216,6 +216,21 @@ def choose_data_mode(requested: str, n_bytes: int, device: torch.device) -> str:
     return "stream"
 
 
+def make_loader(dataset, *, batch_size, shuffle, data_mode, num_workers, max_workers,
+                drop_last=False) -> DataLoader:
+    """A DataLoader for a data mode: no workers in ``device`` mode (the batch is an index into
+    device memory); ``auto`` workers = ``max_workers`` when streaming, else 0; never more than
+    ``max_workers`` (the job's CPUs minus one)."""
+    if data_mode == "device":
+        workers = 0
+    elif num_workers == "auto":
+        workers = max_workers if data_mode == "stream" else 0
+    else:
+        workers = min(int(num_workers), max(max_workers, 0))
+    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, num_workers=workers,
+                      persistent_workers=workers > 0, pin_memory=False, drop_last=drop_last)
+
+
 class ImageDataModule(pl.LightningDataModule):
     """Train/val loaders over P1 split files, with training-split statistics.
 
@@ -327,21 +342,15 @@ class ImageDataModule(pl.LightningDataModule):
                 self._datasets[split] = torch.utils.data.TensorDataset(images, targets)
 
     def _loader(self, split, shuffle):
-        if self.data_mode == "device":
-            workers = 0
-        elif self.num_workers == "auto":
-            workers = self.max_workers if self.data_mode == "stream" else 0
-        else:
-            workers = min(int(self.num_workers), max(self.max_workers, 0))
         # A last training batch of one sample is dropped (a different one each epoch, as the
         # split is shuffled): BatchNorm cannot normalise a single sample in training mode.
         # Under DDP each rank sees ⌈n / ranks⌉ samples.
         ranks = getattr(self.trainer, "world_size", 1) if self.trainer is not None else 1
         per_rank = -(-len(self._datasets[split]) // max(ranks, 1))
         drop_last = shuffle and per_rank % self.batch_size == 1
-        return DataLoader(self._datasets[split], batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=workers, persistent_workers=workers > 0,
-                          pin_memory=False, drop_last=drop_last)
+        return make_loader(self._datasets[split], batch_size=self.batch_size, shuffle=shuffle,
+                           data_mode=self.data_mode, num_workers=self.num_workers,
+                           max_workers=self.max_workers, drop_last=drop_last)
 
     def train_dataloader(self):
         return self._loader("train", shuffle=True)

@@ -58,9 +58,9 @@ import netCDF4
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from .data import _Indices, choose_data_mode
+from .data import _Indices, choose_data_mode, make_loader
 
 __all__ = ["LDOSNormalization", "TraceNormalization", "IMAGE_TRANSFORMS", "TRACE_TRANSFORMS",
            "P2SplitInfo", "read_p2_split_info", "iter_ldos", "read_traces", "read_placements",
@@ -484,15 +484,9 @@ class P2DataModule(pl.LightningDataModule):
                 self._datasets[split] = torch.utils.data.TensorDataset(images, traces)
 
     def _loader(self, split, shuffle):
-        if self.data_mode == "device":
-            workers = 0
-        elif self.num_workers == "auto":
-            workers = self.max_workers if self.data_mode == "stream" else 0
-        else:
-            workers = min(int(self.num_workers), max(self.max_workers, 0))
-        return DataLoader(self._datasets[split], batch_size=self.batch_size, shuffle=shuffle,
-                          num_workers=workers, persistent_workers=workers > 0,
-                          pin_memory=False, drop_last=False)
+        return make_loader(self._datasets[split], batch_size=self.batch_size, shuffle=shuffle,
+                           data_mode=self.data_mode, num_workers=self.num_workers,
+                           max_workers=self.max_workers)
 
     def train_dataloader(self):
         return self._loader("train", shuffle=True)

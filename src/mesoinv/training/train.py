@@ -35,7 +35,7 @@ from .model_file import load_model_file, network_from_spec, save_model_file
 from .modules import RegressionModule, count_parameters
 from .targets import FourierTargets, PotentialTargets, ScalarTargets, training_mean_potential
 
-__all__ = ["train_model", "make_trainer", "available_cpus", "resolve_precision", "resume_checkpoint",
+__all__ = ["train_model", "make_trainer", "load_best_weights", "training_record", "available_cpus", "resolve_precision", "resume_checkpoint",
            "state_directory", "PlainProgressLog"]
 
 log = logging.getLogger("mesoinv.training")
@@ -224,6 +224,40 @@ def make_trainer(definition: dict, state_dir, *, name: str, has_val: bool, accel
     return trainer, best
 
 
+def load_best_weights(network, best) -> str | None:
+    """Load the best-``val_loss`` checkpoint's network weights into ``network``; returns
+    "best val_loss … (step …)", or None when there is no such checkpoint (keep the last)."""
+    path = Path(best.best_model_path) if best is not None and best.best_model_path else None
+    if path is None or not path.is_file():
+        return None
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    network.load_state_dict({k.removeprefix("network."): v
+                             for k, v in checkpoint["state_dict"].items()
+                             if k.startswith("network.")})
+    return f"best val_loss {float(best.best_model_score):.6g} (step {checkpoint['global_step']})"
+
+
+def training_record(datamodule, trainer, *, train_path, val_path, chosen, seconds, ckpt_path,
+                    precision, accelerator, seed, state_dir, **extra) -> dict:
+    """The ``training`` entry of a model file: data, steps, chosen weights, versions, command."""
+    info = datamodule.info
+    return {
+        "dataset": info.metadata.get("dataset_name", Path(train_path).name),
+        "train_file": str(train_path), "val_file": str(val_path),
+        "n_train": info.n_samples, "n_val": datamodule.val_info.n_samples,
+        "train_split_identity": _split_identity(train_path),
+        "val_split_identity": _split_identity(val_path),
+        "global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch),
+        "weights": chosen, "seconds_this_run": seconds, "resumed_from": str(ckpt_path or ""),
+        "data_mode": datamodule.data_mode, "precision": precision,
+        "accelerator": accelerator, "seed": seed, **extra,
+        "code_version": code_version(), "mesoinv_version": __version__,
+        "torch_version": str(torch.__version__), "lightning_version": str(pl.__version__),
+        "package_versions": package_versions(), "state_dir": str(state_dir),
+        "command": " ".join(sys.argv),
+    }
+
+
 def train_model(definition: dict, *, train_path, val_path, output, state_root,
                 progress: bool | None = None, threads: int | None = None,
                 log_every_n_steps: int = 50, extra_callbacks=()) -> dict:
@@ -297,30 +331,13 @@ def train_model(definition: dict, *, train_path, val_path, output, state_root,
     if not trainer.is_global_zero:
         return {}
 
-    chosen = "last"
-    best_path = Path(best.best_model_path) if best is not None and best.best_model_path else None
-    if best_path is not None and best_path.is_file():
-        checkpoint = torch.load(best_path, map_location="cpu", weights_only=True)
-        state = {k.removeprefix("network."): v for k, v in checkpoint["state_dict"].items()}
-        network.load_state_dict(state)
-        chosen = f"best val_loss {float(best.best_model_score):.6g} (step {checkpoint['global_step']})"
+    chosen = load_best_weights(network, best) or "last"
     network = network.to("cpu").float()
     info = datamodule.info
-    training = {
-        "dataset": info.metadata.get("dataset_name", Path(train_path).name),
-        "train_file": str(train_path), "val_file": str(val_path),
-        "n_train": info.n_samples, "n_val": datamodule.val_info.n_samples,
-        "train_split_identity": _split_identity(train_path),
-        "val_split_identity": _split_identity(val_path),
-        "global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch),
-        "weights": chosen, "seconds_this_run": seconds, "resumed_from": str(ckpt_path or ""),
-        "data_mode": datamodule.data_mode, "precision": precision,
-        "accelerator": f"{accelerator} x{devices}", "seed": definition["seed"],
-        "code_version": code_version(), "mesoinv_version": __version__,
-        "torch_version": str(torch.__version__), "lightning_version": str(pl.__version__),
-        "package_versions": package_versions(), "state_dir": str(state_dir),
-        "command": " ".join(sys.argv),
-    }
+    training = training_record(
+        datamodule, trainer, train_path=train_path, val_path=val_path, chosen=chosen,
+        seconds=seconds, ckpt_path=ckpt_path, precision=precision,
+        accelerator=f"{accelerator} x{devices}", seed=definition["seed"], state_dir=state_dir)
     metadata = dict(info.metadata)
     baselines = {}
     if targets.kind in ("fourier_coefficients", "potential"):

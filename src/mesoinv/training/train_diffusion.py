@@ -47,23 +47,19 @@ shared with P1           ``batch_size``, ``max_epochs``, ``max_steps``, ``precis
 import copy
 import json
 import logging
-import sys
 import time
-from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 
-from .. import __version__
-from ..datasets.netcdf import code_version, package_versions
 from ..evaluation.antidots import DEFAULT_TOLERANCE, most_frequent_placement
 from ..models.diffusion_unet import ConditionalUNet
 from .diffusion_module import DiffusionModule, check_precision
 from .model_file import save_model_file
 from .modules import count_parameters
 from .p2_data import P2DataModule, iter_ldos, read_placements
-from .train import (_split_identity, available_cpus, devices_and_strategy, make_trainer,
-                    resolve_precision, resume_checkpoint, state_directory)
+from .train import (available_cpus, devices_and_strategy, load_best_weights, make_trainer,
+                    resolve_precision, resume_checkpoint, state_directory, training_record)
 
 __all__ = ["train_diffusion_model", "resolve_definition", "diffusion_network_spec", "DEFAULTS",
            "MODEL_KIND"]
@@ -232,35 +228,17 @@ def train_diffusion_model(definition: dict, *, train_path, val_path, output, sta
     if not trainer.is_global_zero:
         return {}
 
-    chosen = "last" + (" (EMA)" if resolved["ema_decay"] is not None else "")
-    best_path = Path(best.best_model_path) if best is not None and best.best_model_path else None
-    if resolved["weights"] == "best" and best_path is not None and best_path.is_file():
-        checkpoint = torch.load(best_path, map_location="cpu", weights_only=True)
-        state = {k.removeprefix("network."): v for k, v in checkpoint["state_dict"].items()
-                 if k.startswith("network.")}
-        network.load_state_dict(state)
-        chosen = (f"best val_loss {float(best.best_model_score):.6g} (step "
-                  f"{checkpoint['global_step']})"
-                  + (" (EMA)" if resolved["ema_decay"] is not None else ""))
+    ema = " (EMA)" if resolved["ema_decay"] is not None else ""
+    best_weights = load_best_weights(network, best) if resolved["weights"] == "best" else None
+    chosen = (best_weights or "last") + ema
     network = network.to("cpu").float()
     info = datamodule.info
-    training = {
-        "dataset": info.metadata.get("dataset_name", Path(train_path).name),
-        "train_file": str(train_path), "val_file": str(val_path),
-        "n_train": info.n_samples, "n_val": datamodule.val_info.n_samples,
-        "train_split_identity": _split_identity(train_path),
-        "val_split_identity": _split_identity(val_path),
-        "global_step": int(trainer.global_step), "epochs": int(trainer.current_epoch),
-        "weights": chosen, "seconds_this_run": seconds, "resumed_from": str(ckpt_path or ""),
-        "data_mode": datamodule.data_mode, "precision": precision,
-        "accelerator": f"{accelerator} x{devices}", "seed": resolved["seed"],
-        "optimizer": resolved["optimizer"]["name"], "ema": resolved["ema_decay"] is not None,
-        "parameters": count_parameters(network),
-        "code_version": code_version(), "mesoinv_version": __version__,
-        "torch_version": str(torch.__version__), "lightning_version": str(pl.__version__),
-        "package_versions": package_versions(), "state_dir": str(state_dir),
-        "command": " ".join(sys.argv),
-    }
+    training = training_record(
+        datamodule, trainer, train_path=train_path, val_path=val_path, chosen=chosen,
+        seconds=seconds, ckpt_path=ckpt_path, precision=precision,
+        accelerator=f"{accelerator} x{devices}", seed=resolved["seed"], state_dir=state_dir,
+        optimizer=resolved["optimizer"]["name"], ema=resolved["ema_decay"] is not None,
+        parameters=count_parameters(network))
     placements = read_placements(train_path)
     mean_ldos = None
     for image in iter_ldos(train_path):
