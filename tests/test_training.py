@@ -226,7 +226,10 @@ def test_killed_training_resumes_and_continues_the_step_count(splits, tmp_path):
     process = subprocess.Popen(list(map(str, args)), stdout=subprocess.DEVNULL,
                                stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
-    while not list((tmp_path / "state").glob("*/checkpoints/last.ckpt")):
+    # Kill once a checkpoint and the first run's loss log are on disk (on a loaded machine
+    # the log can reach the disk a moment after the checkpoint).
+    while not (list((tmp_path / "state").glob("*/checkpoints/last.ckpt"))
+               and list((tmp_path / "state").glob("*/logs/version_0/metrics.csv"))):
         assert process.poll() is None, process.stderr.read()[-3000:]
         assert time.monotonic() < deadline
         time.sleep(0.05)
