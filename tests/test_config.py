@@ -62,6 +62,8 @@ _DELETE = object()
 
 # (dotted key to change, new value, key the error must name, words the message must contain)
 BAD_CONFIGS = [
+    ("models.p2_ldos.evaluation_split", "train", "models.p2_ldos.evaluation_split", ""),
+    ("datasets.p2_wire.split_by", "sample", "datasets.p2_wire.split_by", ""),
     ("datasets.p1_varying.disorder.dopant_density_cm2", [-1e12, 1e12],
      "datasets.p1_varying.disorder.dopant_density_cm2", "outside"),
     ("datasets.p1_varying.disorder.dopant_distance_nm", [40.0, 900.0],
@@ -125,6 +127,32 @@ def test_bad_config_names_the_key(config, dotted, value, key, words):
     assert info.value.key == key, str(info.value)
     assert f"'{key}'" in str(info.value)
     assert words in str(info.value)
+
+
+def test_diffusion_evaluation_split_must_exist(config):
+    bad = copy.deepcopy(config)
+    bad["datasets"]["p2_wire"]["splits"] = {"train": 0.6, "val": 0.4, "test": 0.0}
+    bad["models"]["p2_ldos"]["evaluation_split"] = "test"
+    with pytest.raises(ConfigError) as info:
+        validate_config(bad)
+    assert info.value.key == "models.p2_ldos.evaluation_split"
+    assert "no test split" in str(info.value)
+    bad["models"]["p2_ldos"]["evaluation_split"] = "val"      # P2's two-way split is fine
+    validate_config(bad)
+
+
+def test_split_by_does_not_change_the_samples(config):
+    """split_by only regroups samples into splits: the definition the shards depend on, and
+    so every shard, stay the same."""
+    validated = validate_config(config)
+    regrouped = copy.deepcopy(config)
+    regrouped["datasets"]["p2_wire"]["split_by"] = "realization"
+    regrouped = validate_config(regrouped)
+    assert validated["datasets"]["p2_wire"]["split_by"] == "configuration"
+    assert (dataset_definition(validated, "p2_wire")
+            == dataset_definition(regrouped, "p2_wire"))
+    assert (sample_config_hash(validated["datasets"]["p2_wire"])
+            == sample_config_hash(regrouped["datasets"]["p2_wire"]))
 
 
 def test_dataset_definition_excludes_sharding(config):

@@ -25,7 +25,7 @@ from mesoinv.evaluation.diffusion import (METRICS_COLUMNS, OUTPUT_FILES,
                                           evaluate_diffusion_model, read_generated)
 from mesoinv.evaluation.generate import (GENERATED_FORMAT_VERSION, generate_from_csv,
                                          generate_from_dataset, load_diffusion_model,
-                                         resolve_sampling, write_generated)
+                                         generate_images, resolve_sampling, write_generated)
 from mesoinv.training.model_file import IncompatibleDataError, file_sha256
 from mesoinv.training.p2_data import load_ldos, read_placements, read_traces
 from mesoinv.training.train_diffusion import train_diffusion_model
@@ -144,16 +144,36 @@ def test_seeded_generation_is_reproducible_with_units_and_truth(splits, model_pa
     np.testing.assert_allclose(mean, a.astype(np.float64).mean(1), rtol=1e-5, atol=1e-7)
     np.testing.assert_allclose(std, a.astype(np.float64).std(1), rtol=1e-4, atol=1e-6)
 
-    # a trace's images depend only on its own id and the seed, not on its neighbours
+    # a trace's images depend only on its own id and the seed, not on its neighbours (up to
+    # the rounding of a batched network call: its noise is drawn from its own generator)
     last = int(_read(val, "sample_id")[-1])
     alone = generate_from_dataset(model_path, val, tmp_path / "one.nc", seed=3, ids=[last])
-    assert _read(alone, "generated_ldos")[0].tobytes() == a[-1].tobytes()
-    # other options: DDPM runs all T = 100 steps; three draws; no guidance
-    ddpm = generate_from_dataset(model_path, val, tmp_path / "ddpm.nc", ids=[last],
-                                 sampler="ddpm", samples_per_trace=3, guidance_scale=1.0)
+    np.testing.assert_allclose(_read(alone, "generated_ldos")[0], a[-1], rtol=1e-4,
+                               atol=1e-6 * float(a.max()))
+    # other options: DDPM runs all T = 100 steps; three draws; no guidance. Its traces are
+    # generated together (one network call per step), each from its own generator, so the
+    # last trace's draws equal those it gets alone, noise of every step included.
+    first = int(_read(val, "sample_id")[0])
+    options = dict(sampler="ddpm", samples_per_trace=3, guidance_scale=1.0)
+    ddpm = generate_from_dataset(model_path, val, tmp_path / "ddpm.nc", ids=[first, last],
+                                 **options)
+    ddpm_alone = generate_from_dataset(model_path, val, tmp_path / "ddpm1.nc", ids=[last],
+                                       **options)
     with netCDF4.Dataset(ddpm) as ds:
         assert ds.sampler == "ddpm" and int(ds.steps) == 100 and float(ds.guidance_scale) == 1
-        assert ds["generated_ldos"].shape == (1, 3, 20, 20)
+        assert ds["generated_ldos"].shape == (2, 3, 20, 20)
+    np.testing.assert_allclose(_read(ddpm, "generated_ldos")[1],
+                               _read(ddpm_alone, "generated_ldos")[0], rtol=1e-4,
+                               atol=1e-6 * float(a.max()))
+    # one trace at a time (batch_images below 2 draws): the same images, bit for bit
+    model = load_diffusion_model(model_path)
+    traces = read_traces(val)
+    ids = _read(val, "sample_id")
+    options = resolve_sampling(model, seed=3)
+    single = generate_images(model, traces[-2:], ids[-2:], options, batch_images=1)
+    again = generate_images(model, traces[-2:], ids[-2:], options, batch_images=1)
+    assert single.tobytes() == again.tobytes()
+    np.testing.assert_allclose(single[-1], a[-1], rtol=1e-4, atol=1e-6 * float(a.max()))
     with pytest.raises(ValueError, match="DDPM runs all 100 steps"):
         generate_from_dataset(model_path, val, tmp_path / "bad.nc", sampler="ddpm", steps=10)
     with pytest.raises(ValueError, match="not in"):

@@ -1,5 +1,6 @@
 """P2 datasets: determinism, configurations, split by configuration, rebuild with plain Kwant."""
 
+import copy
 import json
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import xarray as xr
 from mesoinv.config import ConfigError, load_config, validate_config
 from mesoinv.datasets import dataset_spec, simulate_shard
 from mesoinv.datasets.aggregate import SPLITS, validate_shards, write_splits
+from mesoinv.datasets.kinds import spec_from_entry
 from mesoinv.evaluation.figures import plot_sample
 from mesoinv.physics.antidots import canonical_pair
 from mesoinv.physics.nanowire import (NanowireGeometry, conductance_kwant, ldos_kwant,
@@ -106,6 +108,27 @@ def test_splits_keep_configurations_together(spec, full_file, tmp_path):
         with netCDF4.Dataset(outputs[name]) as ds:
             for c in ds["configuration_id"][:].tolist():
                 assert split_of_configuration.setdefault(c, name) == name
+
+
+def test_split_by_realization_puts_realisations_of_one_placement_in_several_splits(
+        config, spec, full_file, tmp_path):
+    """``split_by: realization``: each sample is its own unit, the samples (and so the shards)
+    are unchanged, and a placement's realisations end up in more than one split."""
+    entry = copy.deepcopy(config["datasets"]["p2_wire"])
+    entry["split_by"] = "realization"
+    by_sample = spec_from_entry("p2_wire", entry)
+    assert by_sample.config_hash == spec.config_hash      # same samples, same shards
+    assert [by_sample.split_unit(i) for i in range(spec.n_samples)] == list(range(spec.n_samples))
+    outputs = {name: tmp_path / f"{name}.nc" for name in SPLITS}
+    validate_shards([full_file], by_sample, {str(full_file): list(range(spec.n_samples))})
+    write_splits([full_file], by_sample, {"train": 0.5, "val": 0.25, "test": 0.25}, outputs)
+    splits_of_configuration = {}
+    for name in SPLITS:
+        with netCDF4.Dataset(outputs[name]) as ds:
+            assert ds.getncattr("split_unit") == "realization"
+            for c in ds["configuration_id"][:].tolist():
+                splits_of_configuration.setdefault(c, set()).add(name)
+    assert max(len(s) for s in splits_of_configuration.values()) > 1
 
 
 def test_netcdf_layout(spec, full_file):

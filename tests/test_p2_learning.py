@@ -123,11 +123,13 @@ def test_detector_recovers_every_image_of_the_simulated_splits(splits):
         np.testing.assert_array_equal(found.centres, read_placements(path), err_msg=name)
 
 
-@pytest.mark.skipif(not (DEMO / "p2_wire-train.nc").is_file(),
-                    reason="demo dataset results/datasets/p2_wire not built")
-def test_detector_recovers_every_image_of_the_demo_dataset():
+@pytest.mark.parametrize("dataset", ["p2_wire", "p2_fingerprints"])
+def test_detector_recovers_every_image_of_the_demo_dataset(dataset):
+    folder = DEMO.parent / dataset
+    if not (folder / f"{dataset}-train.nc").is_file():
+        pytest.skip(f"demo dataset results/datasets/{dataset} not built")
     for name in SPLITS:
-        path = DEMO / f"p2_wire-{name}.nc"
+        path = folder / f"{dataset}-{name}.nc"
         found = AntidotDetector.from_file(path).detect(load_ldos(path))
         np.testing.assert_array_equal(found.centres, read_placements(path), err_msg=name)
 
@@ -269,15 +271,23 @@ def test_normalisation_statistics_come_from_the_training_split_only(splits):
     assert glob.mean[0] == pytest.approx(train_traces.mean()) and len(set(glob.std)) == 1
 
 
-@pytest.mark.parametrize("kind", ["linear", "log"])
+@pytest.mark.parametrize("kind", ["linear", "log", "standardize"])
 def test_image_normalisation_round_trip_and_padding(splits, kind):
     norm = LDOSNormalization.fit(kind, iter_ldos(splits["train"]), 2)
     images = load_ldos(splits["val"])
     mapped = norm(images, dtype=np.float64)
-    # zeros (padding columns and antidot sites) share the value −1 exactly
-    assert np.all(mapped[:, :2] == -1.0) and np.all(mapped[:, -2:] == -1.0)
-    assert np.all(mapped[images == 0] == -1.0)
-    assert mapped.max() <= 1.0 + 0.5      # val images may exceed the training maximum a bit
+    # zeros (padding columns and antidot sites) share one value: −1, or −c/σ (standardize)
+    zero, top = norm.bounds(1.0)
+    assert (zero, top) == ((-1.0, 1.0) if kind != "standardize" else
+                           (pytest.approx(-norm.offset / norm.std),
+                            pytest.approx((norm.scale - norm.offset) / norm.std)))
+    assert np.all(mapped[:, :2] == zero) and np.all(mapped[:, -2:] == zero)
+    assert np.all(mapped[images == 0] == zero)
+    assert mapped.max() <= top + 0.5      # val images may exceed the training maximum a bit
+    if kind == "standardize":             # unit variance over the training wire pixels
+        train = norm(load_ldos(splits["train"])[:, 2:-2], dtype=np.float64)
+        assert train.mean() == pytest.approx(0.0, abs=1e-12)
+        assert train.std() == pytest.approx(1.0, rel=1e-12)
     back = norm.inverse(mapped)
     np.testing.assert_allclose(back, images, rtol=1e-12, atol=1e-15)
     assert np.all(back[images == 0] == 0.0)

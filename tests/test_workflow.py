@@ -120,7 +120,7 @@ def test_end_to_end_outputs(finished_run):
     # the P2 diffusion model: LDOS generated from the validation traces, accuracy (strict and
     # modulo the symmetries) against the trace-blind baselines, P2 Figs. 3-5
     evaluation = results / "evaluation" / "p2_ldos"
-    with netCDF4.Dataset(evaluation / "generated-val.nc") as ds:
+    with netCDF4.Dataset(evaluation / "generated.nc") as ds:
         assert ds.format_version == "mesoinv-generated-ldos-1"
         assert ds["generated_ldos"].units == "t-1" and ds.split == "val"
     metrics = pd.read_csv(evaluation / "metrics.csv")
@@ -177,7 +177,7 @@ def test_rerun_single_targets(finished_run):
     # (the models of p1_varying train on its splits: they follow, no simulation does)
     assert planned_jobs(finished_run, "--forcerun", "split_dataset") == {
         "split_dataset": 3, "dataset_summary": 1, "train_model": 5, "predict_test_split": 4,
-        "generate_validation_split": 1, "evaluate_model": 2, "evaluate_potential_model": 2,
+        "generate_evaluation_split": 1, "evaluate_model": 2, "evaluate_potential_model": 2,
         "evaluate_diffusion_model": 1, "models_summary": 1, "potential_models_summary": 1,
         "diffusion_models_summary": 1, "all": 1}
 

@@ -27,7 +27,7 @@ DOPANT_DENSITY_BOUNDS_CM2 = (1e9, 1e14)
 
 #: Keys of a dataset entry that do not change any sample's content (excluded from its hash
 #: and from the definition that simulation jobs depend on).
-NON_SAMPLE_KEYS = ("n_samples", "shard_size", "splits", "on_sample_failure")
+NON_SAMPLE_KEYS = ("n_samples", "shard_size", "splits", "split_by", "on_sample_failure")
 
 #: Sizes beyond which a dataset's cost is absurd (memory of one job, or of Snakemake's DAG):
 #: refused with the key named instead of exhausting memory hours later. P1 at paper scale is
@@ -357,11 +357,15 @@ MODEL_DATASET_KINDS = {"p1_parameter_cnn": "p1_pldos", "p1_fourier_cnn": "p1_pld
 
 
 def _check_diffusion_model(key, model, name, dataset):
-    """P2: the evaluation needs a validation split; the U-Net a square image whose side
-    halves cleanly at each downsampling."""
+    """P2: training needs a validation split and the evaluation its split; the U-Net a square
+    image whose side halves cleanly at each downsampling."""
     if dataset["splits"]["val"] == 0:
         raise ConfigError(f"{key}.dataset", f"dataset '{name}' has no validation split "
                                            "(splits.val = 0): P2 models are evaluated on it")
+    split = model.get("evaluation_split", "val")
+    if dataset["splits"][split] == 0:
+        raise ConfigError(f"{key}.evaluation_split",
+                          f"dataset '{name}' has no {split} split (splits.{split} = 0)")
     geometry = dataset["geometry"]
     width = geometry["width_sites"] + 2 * dataset["ldos_padding_sites"]
     length = geometry["length_sites"]

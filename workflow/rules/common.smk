@@ -116,8 +116,17 @@ def model_split(wildcards, split):
 PARAMETER_MODEL_KINDS = ("p1_parameter_cnn",)
 POTENTIAL_MODEL_KINDS = ("p1_fourier_cnn", "p1_encoder_decoder")
 DIFFUSION_MODEL_KINDS = ("p2_diffusion",)
-# P2 reports its accuracy on the validation split (it has no test split); so do we.
-DIFFUSION_SPLIT = "val"
+
+
+def diffusion_split(wildcards):
+    """The split a diffusion model is evaluated on: its `evaluation_split` (default val, as
+    P2, which has no test split; test where val chose a sampling setting)."""
+    return config["models"][wildcards.model]["evaluation_split"]
+
+
+def diffusion_split_file(wildcards):
+    return model_split(wildcards, diffusion_split(wildcards))
+
 
 # Figures of `mesoinv evaluate` for a diffusion model (P2 Figs. 3-5 and the accuracy).
 DIFFUSION_FIGURES = (

@@ -113,18 +113,19 @@ rule evaluate_potential_model:
         " --output-dir results/evaluation/{wildcards.model} > {log} 2>&1"
 
 
-rule generate_validation_split:
+rule generate_evaluation_split:
     input:
         model="results/models/{model}/model.pt",
-        split=lambda wildcards: model_split(wildcards, DIFFUSION_SPLIT),
+        split=diffusion_split_file,
     output:
-        generated=f"results/evaluation/{{model}}/generated-{DIFFUSION_SPLIT}.nc",
+        generated="results/evaluation/{model}/generated.nc",
         figure="results/evaluation/{model}/prediction-example.png",
     log:
         "logs/predict/{model}.log",
     benchmark:
         "logs/benchmarks/predict/{model}.tsv"
-    # P2: LDOS images generated from every validation trace (several draws each), with the
+    # P2: LDOS images generated from every trace of the evaluation split (val, as P2, or test;
+    # the model's `evaluation_split`), several draws each, with the
     # sampler, steps, guidance and seed of the model's `sampling` block; `mesoinv predict`.
     wildcard_constraints:
         model=model_pattern(DIFFUSION_MODEL_KINDS),
@@ -138,9 +139,9 @@ rule generate_validation_split:
 
 rule evaluate_diffusion_model:
     input:
-        generated=f"results/evaluation/{{model}}/generated-{DIFFUSION_SPLIT}.nc",
+        generated="results/evaluation/{model}/generated.nc",
         model="results/models/{model}/model.pt",
-        split=lambda wildcards: model_split(wildcards, DIFFUSION_SPLIT),
+        split=diffusion_split_file,
         train=lambda wildcards: model_split(wildcards, "train"),
     output:
         metrics="results/evaluation/{model}/metrics.csv",

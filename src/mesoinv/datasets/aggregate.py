@@ -285,7 +285,9 @@ def _write_split(kind, spec, name, locations, output, metadata, failed, fraction
                                  "split_fractions": json.dumps(fractions, sort_keys=True),
                                  "split_rule": "blake2b('mesoinv-split:<seed>:<unit>') / 2^64 "
                                                "against cumulative fractions; unit = sample "
-                                               "id (P1) or configuration id (P2)"})
+                                               "id (P1, or P2 with split_by: realization) or "
+                                               "configuration id (P2)",
+                                 "split_unit": getattr(spec, "split_by", "sample")})
 
 
 def content_checksum(path) -> str:

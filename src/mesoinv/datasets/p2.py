@@ -12,9 +12,10 @@ subset of the classes, and growing it keeps every existing sample.
 
 The random onsite potential of a sample is drawn from ``SeedSequence(seed,
 spawn_key=(sample_id,))`` (:func:`mesoinv.physics.nanowire.random_potential`: uniform on
-[-A/2, A/2] on all W × L sites, units of t). Splits are by configuration
+[-A/2, A/2] on all W × L sites, units of t). Splits are by configuration by default
 (:meth:`P2DatasetSpec.split_unit`): the realisations of one configuration never straddle
-train and test.
+train and test. ``split_by: realization`` assigns each sample on its own instead, so a held-out
+sample is another potential realisation of a placement seen in training.
 """
 
 import functools
@@ -56,6 +57,7 @@ class P2DatasetSpec(ShardedDataset):
     realizations: int
     ldos_padding_sites: int
     storage_dtype: str
+    split_by: str = "configuration"
 
     @classmethod
     def from_config(cls, name: str, entry: dict) -> "P2DatasetSpec":
@@ -85,6 +87,7 @@ class P2DatasetSpec(ShardedDataset):
             realizations=int(d["realizations"]),
             ldos_padding_sites=int(entry["ldos_padding_sites"]),
             storage_dtype=entry["storage_dtype"],
+            split_by=entry.get("split_by", "configuration"),
         )
 
     # -- configurations -----------------------------------------------------------------------
@@ -119,7 +122,10 @@ class P2DatasetSpec(ShardedDataset):
         return int(self.configuration_order[index]), realization
 
     def split_unit(self, sample_id: int) -> int:
-        """Splits are by configuration: all realisations of a class go to the same split."""
+        """The unit assigned to a split: the configuration (all realisations of a class go to
+        the same split; the default) or, with ``split_by: realization``, the sample itself."""
+        if self.split_by == "realization":
+            return int(sample_id)
         return self.configuration_of(sample_id)[0]
 
     @property

@@ -361,7 +361,8 @@ def _circles(ax, placement, radius, color="cyan"):
 
 
 def _plot_snapshots(snapshots, n_steps, true_normalised, placement, radius, padding, title,
-                    output):
+                    output, colour_range=(-1.0, 1.0)):
+    low, high = colour_range
     columns = len(snapshots) + 1
     fig, axes = plt.subplots(2, columns, figsize=(2.2 * columns, 4.7), constrained_layout=True,
                              squeeze=False)
@@ -370,13 +371,13 @@ def _plot_snapshots(snapshots, n_steps, true_normalised, placement, radius, padd
     for c, snap in enumerate(snapshots):
         for r, (image, what) in enumerate(((snap.x, "x_t"), (snap.x0, "x̂₀"))):
             ax = axes[r, c]
-            mesh = ax.imshow(image.T, origin="lower", cmap="inferno", vmin=-1.0, vmax=1.0,
+            mesh = ax.imshow(image.T, origin="lower", cmap="inferno", vmin=low, vmax=high,
                              extent=extent, aspect="equal")
             ax.set_title(f"{what}, step {snap.index + 1}/{n_steps}\n(t = {snap.t})", fontsize=8)
             ax.set_xticks([])
             ax.set_yticks([])
     ax = axes[0, -1]
-    ax.imshow(true_normalised.T, origin="lower", cmap="inferno", vmin=-1.0, vmax=1.0,
+    ax.imshow(true_normalised.T, origin="lower", cmap="inferno", vmin=low, vmax=high,
               extent=extent, aspect="equal")
     _circles(ax, placement, radius)
     ax.set_title("true LDOS", fontsize=8)
@@ -384,12 +385,13 @@ def _plot_snapshots(snapshots, n_steps, true_normalised, placement, radius, padd
     ax.set_ylabel("k (sites)")
     axes[1, -1].set_axis_off()
     fig.colorbar(mesh, ax=axes[0, -1], shrink=0.8,
-                 label="normalised LDOS\n(−1 = 0, +1 = training max)")
+                 label=f"normalised LDOS\n({low:.2g} = 0, {high:.2g} = training max)")
     fig.suptitle(title, fontsize=9)
     return _save(fig, output)
 
 
-def _plot_attention(snapshots, image_shape, placement, radius, padding, title, output):
+def _plot_attention(snapshots, image_shape, placement, radius, padding, title, output,
+                    colour_range=(-1.0, 1.0)):
     heads = snapshots[0].importance.shape[0]
     tokens = snapshots[0].importance.shape[1]
     side = int(round(math.sqrt(tokens)))
@@ -400,8 +402,8 @@ def _plot_attention(snapshots, image_shape, placement, radius, padding, title, o
     extent = _extent(image_shape, padding)
     for c, snap in enumerate(snapshots):
         ax = axes[0, c]
-        ax.imshow(snap.x0.T, origin="lower", cmap="inferno", vmin=-1, vmax=1, extent=extent,
-                  aspect="equal")
+        ax.imshow(snap.x0.T, origin="lower", cmap="inferno", vmin=colour_range[0],
+                  vmax=colour_range[1], extent=extent, aspect="equal")
         ax.set_title(f"x̂₀, step {snap.index + 1} (t = {snap.t})", fontsize=8)
     for h in range(heads):
         values = np.stack([s.importance[h] for s in snapshots])
@@ -613,11 +615,12 @@ def evaluate_diffusion_model(generated_path, output_dir, *, model_path, dataset_
     paths = {key: output_dir / file for key, file in OUTPUT_FILES.items()}
     with atomic_path(paths["metrics"]) as tmp:
         metrics.to_csv(tmp, index=False)
+    colour_range = image_norm.bounds(1.0)       # LDOS 0 … training maximum
     _plot_snapshots(snapshots, n_steps, true_normalised, truth, radius, padding,
-                    f"generation (P2 Fig. 3): {what}", paths["snapshots"])
+                    f"generation (P2 Fig. 3): {what}", paths["snapshots"], colour_range)
     _plot_attention(snapshots, true_normalised.shape, truth, radius, padding,
                     f"bottleneck attention importance B_j per head (P2 Fig. 4): {what}",
-                    paths["attention"])
+                    paths["attention"], colour_range)
     _plot_score(field, pairs,
                 f"score field (P2 Fig. 5) at t = {field['t']} (σ_t = {field['sigma']:.3f}), "
                 f"{score_points} noisy points around the true image of {name}; mean cosine "

@@ -226,7 +226,8 @@ def _network_and_diffusion(model: ModelFile, device):
 @torch.no_grad()
 def generate_images(model: ModelFile, traces, sample_ids, options: SamplingOptions, *,
                     unconditional: bool = False, device="cpu", network=None,
-                    callback=None, record_attention: bool = False) -> np.ndarray:
+                    callback=None, record_attention: bool = False,
+                    batch_images: int = 256) -> np.ndarray:
     """Generated LDOS images for G(B) traces.
 
     Parameters
@@ -249,6 +250,10 @@ def generate_images(model: ModelFile, traces, sample_ids, options: SamplingOptio
         ``callback(trace_index, SamplingStep)`` after every denoising step.
     record_attention : bool
         Hand the bottleneck attention weights to ``callback`` (``SamplingStep.attention``).
+    batch_images : int
+        Images per network call: ⌊batch_images / samples_per_trace⌋ traces are generated
+        together (at least one). Each trace keeps its own generator, so its draws do not depend
+        on its neighbours (up to the floating-point rounding of a batched network call).
 
     Returns
     -------
@@ -266,21 +271,33 @@ def generate_images(model: ModelFile, traces, sample_ids, options: SamplingOptio
     k = options.samples_per_trace
     out = np.empty((len(traces), k, size, size), dtype=np.float64)
     kwargs = options.sample_kwargs()
+    if options.clip_x0 is not None:
+        # clip_x0 = c: the network-space range of LDOS in [0, c × training maximum]
+        kwargs["clip_x0"] = image_norm.bounds(options.clip_x0)
     if unconditional:
         kwargs["guidance_scale"] = 0.0
-    for row, (trace, sample_id) in enumerate(zip(traces, sample_ids)):
-        generator = torch.Generator().manual_seed(trace_seed(options.seed, sample_id))
+    sample_ids = [int(s) for s in sample_ids]
+    # Several traces per network call (one generator each, so a trace's draws are the ones it
+    # gets alone); one trace at a time when a callback follows the steps of each trace.
+    per_call = 1 if callback is not None else max(1, int(batch_images) // k)
+    for start in range(0, len(traces), per_call):
+        rows = range(start, min(start + per_call, len(traces)))
+        generators = [torch.Generator().manual_seed(trace_seed(options.seed, sample_ids[row]))
+                      for row in rows]
         condition = None
         if not unconditional:
-            condition = torch.from_numpy(trace_norm(trace[None])).to(device).repeat(k, 1)
+            condition = torch.from_numpy(
+                trace_norm(traces[rows.start:rows.stop])).to(device).repeat_interleave(k, 0)
         step_callback = None
         if callback is not None:
-            def step_callback(step, row=row):
+            def step_callback(step, row=start):
                 callback(row, step)
-        x = diffusion.sample(network, condition, (k, channels, size, size),
-                             generator=generator, callback=step_callback,
-                             record_attention=record_attention, **kwargs)
-        out[row] = image_norm.inverse(x[:, 0])
+        x = diffusion.sample(network, condition, (len(rows) * k, channels, size, size),
+                             generator=generators if len(rows) > 1 else generators[0],
+                             callback=step_callback, record_attention=record_attention,
+                             **kwargs)
+        out[rows.start:rows.stop] = image_norm.inverse(x[:, 0]).reshape(len(rows), k, size,
+                                                                          size)
     return out
 
 

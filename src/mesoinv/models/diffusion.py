@@ -68,11 +68,29 @@ class SamplingStep:
     attention: torch.Tensor | None = None
 
 
-def _randn(shape, generator: torch.Generator | None, device, dtype=torch.float32):
+def _randn(shape, generator, device, dtype=torch.float32):
     """Normal draws from ``generator`` (on its own device, so a CPU generator gives the same
-    numbers whatever device the model runs on), moved to ``device``."""
+    numbers whatever device the model runs on), moved to ``device``.
+
+    ``generator`` may be a sequence of G generators: the batch is then G equal blocks of rows,
+    block g drawn from generator g alone, so each block's numbers are the ones it would get if
+    it were sampled on its own (batched generation of several traces, each with its seed).
+    """
+    if isinstance(generator, (list, tuple)):
+        if not generator or shape[0] % len(generator):
+            raise ValueError(f"a batch of {shape[0]} rows cannot be split into "
+                             f"{len(generator)} equal blocks, one per generator")
+        block = (shape[0] // len(generator),) + tuple(shape[1:])
+        return torch.cat([_randn(block, g, device, dtype) for g in generator])
     source = generator.device if generator is not None else device
     return torch.randn(shape, generator=generator, device=source, dtype=dtype).to(device)
+
+
+def _clamp(x0: torch.Tensor, clip) -> torch.Tensor:
+    """x̂_0 clamped to [−c, c] (a number c) or [low, high] (a pair)."""
+    if isinstance(clip, (tuple, list)):
+        return x0.clamp(float(clip[0]), float(clip[1]))
+    return x0.clamp(-clip, clip)
 
 
 class GaussianDiffusion:
@@ -258,13 +276,15 @@ class GaussianDiffusion:
         shape : tuple (batch, channels, height, width)
         guidance_scale : float
             γ of P2's deformed score (module docstring).
-        generator : torch.Generator or None
+        generator : torch.Generator, sequence of them, or None
             Seeded generator for the initial noise and every step's noise: the same seed
-            gives the same images.
+            gives the same images. A sequence of G generators splits the batch into G equal
+            blocks of rows, each drawn from its own generator (one trace's images each).
         noise : tensor or None
             Initial x_T instead of a draw.
-        clip_x0 : float or None
-            Clamp x̂_0 to [−clip_x0, clip_x0] (only meaningful for data bounded so); None → off.
+        clip_x0 : float, (low, high) or None
+            Clamp x̂_0 to [−clip_x0, clip_x0], or to [low, high] (only meaningful for data
+            bounded so); None → off.
         callback : callable or None
             Called with a :class:`SamplingStep` after every step (snapshots, attention).
         record_attention : bool
@@ -282,7 +302,7 @@ class GaussianDiffusion:
                                                record_attention and callback is not None)
             x0 = self.predict_x0(x, t, epsilon)
             if clip_x0 is not None:
-                x0 = x0.clamp(-clip_x0, clip_x0)
+                x0 = _clamp(x0, clip_x0)
             mean = (self._at(self.posterior_mean_coef_x0, t, x) * x0
                     + self._at(self.posterior_mean_coef_xt, t, x) * x)
             if step > 0:
@@ -333,7 +353,7 @@ class GaussianDiffusion:
                                                record_attention and callback is not None)
             x0 = self.predict_x0(x, t, epsilon)
             if clip_x0 is not None:
-                x0 = x0.clamp(-clip_x0, clip_x0)
+                x0 = _clamp(x0, clip_x0)
                 # Keep ε̂ consistent with the clamped x̂_0, so the step points at it.
                 epsilon = ((x - self._at(self.sqrt_alphas_cumprod, t, x) * x0)
                            / self._at(self.sigmas, t, x))

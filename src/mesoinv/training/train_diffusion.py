@@ -39,6 +39,7 @@ refused):
                          ``eta``, ``guidance_scale`` (P2's γ), ``samples_per_trace``, ``seed``,
                          ``clip_x0``
 ``weights``              ``best`` or ``last``
+``evaluation_split``     ``val`` (P2) or ``test``: the split the workflow scores; not training
 shared with P1           ``batch_size``, ``max_epochs``, ``max_steps``, ``precision``, ``seed``,
                          ``early_stopping``, ``data_mode``, ``num_workers``,
                          ``checkpoint_every_n_steps``
@@ -78,8 +79,9 @@ DEFAULTS = {
     "ema_decay": None,
     "normalization": {"image": "linear", "trace": "per_field"},
     "sampling": {"sampler": "ddim", "steps": 50, "eta": 0.0, "guidance_scale": 1.0,
-                 "samples_per_trace": 4, "seed": 0, "clip_x0": None},
+                 "samples_per_trace": 4, "seed": 0, "clip_x0": 1.0},
     "weights": "best",
+    "evaluation_split": "val",
     "batch_size": 32, "max_epochs": 5, "max_steps": None, "precision": "auto", "seed": 0,
     "early_stopping": None, "data_mode": "auto", "num_workers": "auto",
     "checkpoint_every_n_steps": 200,
@@ -204,7 +206,7 @@ def train_diffusion_model(definition: dict, *, train_path, val_path, output, sta
                              condition_dropout=resolved["condition_dropout"],
                              ema_decay=resolved["ema_decay"], validation_seed=resolved["seed"])
 
-    identity = {k: v for k, v in resolved.items() if k != "sampling"}
+    identity = {k: v for k, v in resolved.items() if k not in ("sampling", "evaluation_split")}
     state_dir = state_directory(state_root, identity, train_path, val_path)
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / "definition.json").write_text(json.dumps(resolved, indent=2, sort_keys=True))
