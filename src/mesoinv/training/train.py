@@ -234,7 +234,11 @@ def load_best_weights(network, best) -> str | None:
     network.load_state_dict({k.removeprefix("network."): v
                              for k, v in checkpoint["state_dict"].items()
                              if k.startswith("network.")})
-    return f"best val_loss {float(best.best_model_score):.6g} (step {checkpoint['global_step']})"
+    # The score is None when the callback's state was not restored (e.g. the run resumed
+    # into a moved state directory and stopped at once); the weights are still the best's.
+    score = best.best_model_score
+    value = f"{float(score):.6g}" if score is not None else "(score not restored)"
+    return f"best val_loss {value} (step {checkpoint['global_step']})"
 
 
 def training_record(datamodule, trainer, *, train_path, val_path, chosen, seconds, ckpt_path,
