@@ -23,6 +23,7 @@ include: "workflow/rules/simulate_p2.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/predict.smk"
 include: "workflow/rules/evaluate.smk"
 
 

@@ -15,7 +15,7 @@ from mesoinv.config import dataset_definition, load_config
 from mesoinv.datasets import (P1DatasetSpec, P1Sample, P1Simulator, SampleStore, dataset_spec,
                               draw_disorder,
                               partial_dir_for, simulate_shard)
-from mesoinv.evaluation.figures import plot_p1_sample
+from mesoinv.evaluation.dataset_figures import plot_p1_sample
 from mesoinv.physics import QPCGeometry, make_qpc_system, pldos_kwant
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -21,14 +21,17 @@ import torch
 from mesoinv.config import load_config
 from mesoinv.datasets import dataset_spec, simulate_shard
 from mesoinv.datasets.aggregate import SPLITS, validate_shards, write_splits
-from mesoinv.evaluation.diffusion import (METRICS_COLUMNS, OUTPUT_FILES,
-                                          evaluate_diffusion_model, read_generated)
-from mesoinv.evaluation.generate import (GENERATED_FORMAT_VERSION, generate_from_csv,
-                                         generate_from_dataset, load_diffusion_model,
-                                         generate_images, resolve_sampling, write_generated)
+from mesoinv.evaluation.p2_generation.evaluate import OUTPUT_FILES, evaluate_diffusion_model
+from mesoinv.evaluation.p2_generation.metrics import METRICS_COLUMNS
+from mesoinv.evaluation.p2_generation.positions import DEFAULT_TOLERANCE, most_frequent_placement
+from mesoinv.inference.p2_format import GENERATED_FORMAT_VERSION, read_generated, write_generated
+from mesoinv.inference.p2_generate import (generate_from_csv, generate_from_dataset,
+                                           generate_images, load_diffusion_model,
+                                           resolve_sampling)
 from mesoinv.training.model_file import IncompatibleDataError, file_sha256
-from mesoinv.training.p2_data import load_ldos, read_placements, read_traces
-from mesoinv.training.train_diffusion import train_diffusion_model
+from mesoinv.training.p2_readers import (load_ldos, mean_ldos_image, read_placements,
+                                          read_traces)
+from mesoinv.training.train_p2 import train_diffusion_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -293,8 +296,30 @@ def test_evaluation_of_the_true_images_scores_one(splits, model_path, tmp_path):
         assert part["strict"] <= part["mirrors"] <= part["classes"]
     assert metrics["baseline"].str.len().min() > 0
 
-    # the model file's own baselines give the same constant placement here
-    again = evaluate_diffusion_model(generated, tmp_path / "again", model_path=model_path,
+    # model files store no baselines: without the training split the evaluation asks for it,
+    # before anything is written
+    assert "baselines" not in torch.load(model_path, weights_only=True)
+    with pytest.raises(ValueError, match="--train"):
+        evaluate_diffusion_model(generated, tmp_path / "refused", model_path=model_path,
+                                 dataset_path=val, score_points=4)
+    assert not (tmp_path / "refused").exists()
+
+    # an older model file's own baselines give the same constant placement here
+    older = tmp_path / "older.pt"
+    content = torch.load(model_path, weights_only=True)
+    train = splits["train"]
+    content["baselines"] = {
+        "most_frequent_placement": most_frequent_placement(read_placements(train)).tolist(),
+        "most_frequent_placement_tolerance_sites": DEFAULT_TOLERANCE,
+        "training_mean_ldos": mean_ldos_image(train).tolist()}
+    torch.save(content, older)
+    older_generated = write_generated(
+        tmp_path / "truth_older.nc", model, older, sample_ids=_read(val, "sample_id"),
+        traces=read_traces(val), fields_T=model.inputs["fields_T"],
+        generated=np.repeat(truth[:, None], options.samples_per_trace, axis=1),
+        options=options, input_file=str(val), input_kind="dataset", split="val",
+        true_ldos=truth, true_placements=read_placements(val))
+    again = evaluate_diffusion_model(older_generated, tmp_path / "again", model_path=older,
                                      dataset_path=val, score_points=4,
                                      unconditional_draws=1)
     metrics2 = pd.read_csv(again["metrics"])
@@ -302,6 +327,9 @@ def test_evaluation_of_the_true_images_scores_one(splits, model_path, tmp_path):
     pd.testing.assert_series_equal(
         metrics2[metrics2["predictor"] == "model"]["accuracy"].reset_index(drop=True),
         rows["accuracy"].reset_index(drop=True), check_names=False)
+    stored = metrics2[metrics2["predictor"] == "most_frequent_placement"]
+    for column in ("accuracy", "mean_position_error_sites", "pixel_correlation_mean"):
+        np.testing.assert_array_equal(stored[column].to_numpy(), constant[column].to_numpy())
 
 
 def test_evaluation_refuses_a_file_without_truth(splits, model_path, tmp_path):

@@ -15,9 +15,9 @@ from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.plugins.precision import MixedPrecision
 from torch.utils.data import DataLoader, TensorDataset
 
-from mesoinv.models.diffusion import GaussianDiffusion, SamplingStep
-from mesoinv.models.diffusion_unet import ConditionalUNet
-from mesoinv.training.diffusion_module import (DiffusionModule, check_precision,
+from mesoinv.models.gaussian_diffusion import GaussianDiffusion, SamplingStep
+from mesoinv.models.p2_unet import ConditionalUNet
+from mesoinv.training.p2_module import (DiffusionModule, check_precision,
                                                make_diffusion_optimizer)
 
 IMAGE = 12

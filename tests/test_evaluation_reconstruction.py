@@ -15,12 +15,15 @@ import pytest
 
 from mesoinv.config import load_config
 from mesoinv.datasets import dataset_spec, simulate_shard
-from mesoinv.evaluation.reconstruction import (
-    BASELINE_DESCRIPTIONS, OUTPUT_FILES, PAPER_RECONSTRUCTION, coefficient_errors,
-    coefficient_mse, eq1_basis, evaluate_potential_model, local_rms_error_map, paper_comparison,
-    pearson_r, per_sample_r_p, pldos_consistency, potential_from_coefficients,
-    project_coefficients, r_p_by_distance, read_potential_predictions, reconstruction_by_distance,
-    reconstruction_metrics)
+from mesoinv.evaluation.p1_potential.consistency import pldos_consistency
+from mesoinv.evaluation.p1_potential.evaluate import OUTPUT_FILES, evaluate_potential_model
+from mesoinv.evaluation.p1_potential.metrics import (
+    BASELINE_DESCRIPTIONS, coefficient_errors, coefficient_mse, local_rms_error_map, pearson_r,
+    per_sample_r_p, r_p_by_distance, reconstruction_by_distance, reconstruction_metrics)
+from mesoinv.evaluation.p1_potential.paper import PAPER_RECONSTRUCTION, paper_comparison
+from mesoinv.evaluation.p1_potential.projection import (eq1_basis, potential_from_coefficients,
+                                                        project_coefficients)
+from mesoinv.inference.p1_formats import read_potential_predictions
 from mesoinv.physics.disorder import RemoteDopantDisorder, draw_fourier_coefficients, \
     fourier_modes
 from mesoinv.physics.materials import GAAS

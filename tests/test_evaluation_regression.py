@@ -10,9 +10,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mesoinv.evaluation.regression import (
-    BASELINE_DESCRIPTION, PAPER_ERRORS, evaluate_parameter_model, paper_comparison,
-    plot_error_correlation, plot_error_histograms, plot_predicted_vs_true, regression_metrics,
+from mesoinv.evaluation.p1_parameters.evaluate import evaluate_parameter_model
+from mesoinv.evaluation.p1_parameters.figures import (plot_error_correlation,
+                                                      plot_error_histograms,
+                                                      plot_predicted_vs_true)
+from mesoinv.evaluation.p1_parameters.metrics import (
+    BASELINE_DESCRIPTION, PAPER_ERRORS, paper_comparison, regression_metrics,
     rms_compensation_slope, rms_relative_error)
 from mesoinv.physics.disorder import RemoteDopantDisorder
 from mesoinv.physics.materials import GAAS, Material

@@ -527,7 +527,7 @@ def test_one_command_rebuilds_a_bad_shard_and_everything_after_it(tmp_path):
 # -- figures, report, docs ----------------------------------------------------------------------
 
 def test_p1_figure_says_its_pldos_scale_is_capped(p1):
-    from mesoinv.evaluation.figures import PLDOS_PERCENTILE, p1_sample_figure
+    from mesoinv.evaluation.dataset_figures import PLDOS_PERCENTILE, p1_sample_figure
 
     fig = p1_sample_figure(p1[1], 1)
     colorbars = [ax._colorbar for ax in fig.axes if hasattr(ax, "_colorbar")]
@@ -540,7 +540,7 @@ def test_p1_figure_says_its_pldos_scale_is_capped(p1):
 
 
 def test_p2_figure_labels_do_not_collide(p2):
-    from mesoinv.evaluation.figures import p2_sample_figure
+    from mesoinv.evaluation.dataset_figures import p2_sample_figure
 
     fig = p2_sample_figure(p2[1], 0)
     lattice, ldos, trace = fig.axes[:3]

@@ -6,7 +6,7 @@ import pytest
 from mesoinv.config import load_config
 from mesoinv.datasets import dataset_spec, draw_disorder, write_p1_netcdf
 from mesoinv.datasets.p1 import P1Sample
-from mesoinv.evaluation.information import potential_posterior_means
+from mesoinv.evaluation.p1_parameters.posterior import potential_posterior_means
 
 TARGETS = ["dopant_distance", "dopant_density", "rms", "correlation_length"]
 

@@ -13,7 +13,7 @@ from mesoinv.config import ConfigError, load_config, validate_config
 from mesoinv.datasets import dataset_spec, simulate_shard
 from mesoinv.datasets.aggregate import SPLITS, validate_shards, write_splits
 from mesoinv.datasets.kinds import spec_from_entry
-from mesoinv.evaluation.figures import plot_sample
+from mesoinv.evaluation.dataset_figures import plot_sample
 from mesoinv.physics.antidots import canonical_pair
 from mesoinv.physics.nanowire import (NanowireGeometry, conductance_kwant, ldos_kwant,
                                       make_nanowire_system, pad_image)

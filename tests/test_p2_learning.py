@@ -21,19 +21,21 @@ from pytorch_lightning.callbacks import Callback
 from mesoinv.config import load_config
 from mesoinv.datasets import dataset_spec, simulate_shard
 from mesoinv.datasets.aggregate import SPLITS, validate_shards, write_splits
-from mesoinv.evaluation.antidots import (AntidotDetector, _disk_offsets, evaluate_positions,
-                                         match_positions, most_frequent_placement,
-                                         pixel_correlation, placement_image, read_geometry,
-                                         read_placements, symmetric_placements)
-from mesoinv.models.diffusion import GaussianDiffusion
-from mesoinv.models.diffusion_unet import ConditionalUNet
+from mesoinv.evaluation.p2_generation.positions import (evaluate_positions, match_positions,
+                                                        most_frequent_placement,
+                                                        pixel_correlation, placement_image,
+                                                        symmetric_placements)
+from mesoinv.inference.antidot_detector import AntidotDetector, disk_offsets, read_geometry
+from mesoinv.models.gaussian_diffusion import GaussianDiffusion
+from mesoinv.models.p2_unet import ConditionalUNet
 from mesoinv.physics.antidots import antidot_sites, class_members, is_valid_pair
 from mesoinv.physics.nanowire import pad_image, present_mask, random_potential
 from mesoinv.physics.rgf import lead_self_energies, ldos
 from mesoinv.training import model_file
-from mesoinv.training.p2_data import (LDOSNormalization, P2DataModule, TraceNormalization,
-                                      iter_ldos, load_ldos, read_traces)
-from mesoinv.training.train_diffusion import resolve_definition, train_diffusion_model
+from mesoinv.training.normalization import LDOSNormalization, TraceNormalization
+from mesoinv.training.p2_data import P2DataModule
+from mesoinv.training.p2_readers import iter_ldos, load_ldos, read_placements, read_traces
+from mesoinv.training.train_p2 import resolve_definition, train_diffusion_model
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "results" / "datasets" / "p2_wire"
@@ -95,7 +97,7 @@ def test_disk_template_is_the_dataset_rule():
     for radius in (2.5, 5.0):
         for centre in [(6, 7), (6.5, 7), (6, 7.5), (6.5, 7.5)]:
             parity = (int(2 * centre[0]) % 2, int(2 * centre[1]) % 2)
-            ours = _disk_offsets(radius, *parity) + np.floor(centre).astype(int)
+            ours = disk_offsets(radius, *parity) + np.floor(centre).astype(int)
             assert set(map(tuple, ours.tolist())) == set(
                 map(tuple, antidot_sites(centre, radius).tolist()))
 

@@ -23,10 +23,10 @@ from mesoinv.models.encoder_decoder import padding_for
 from mesoinv.physics.disorder import (RemoteDopantDisorder, draw_fourier_coefficients,
                                       fourier_modes, mirror_y_coefficients)
 from mesoinv.physics.materials import Material
-from mesoinv.training.data import ImageDataModule
+from mesoinv.training.p1_data import ImageDataModule
 from mesoinv.training.model_file import IncompatibleDataError, load_model_file
 from mesoinv.training.targets import FourierTargets, PotentialTargets
-from mesoinv.training.train import train_model
+from mesoinv.training.train_p1 import train_model
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_CONFIG = ROOT / "config" / "test.yaml"

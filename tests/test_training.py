@@ -17,12 +17,14 @@ import pytorch_lightning as pl
 import torch
 
 from mesoinv.config import ConfigError, load_config, validate_config
-from mesoinv.evaluation.predict import predict_dataset
-from mesoinv.training.data import ImageDataModule, iter_images, read_targets
+from mesoinv.inference.p1_predict import predict_dataset
+from mesoinv.training.p1_data import ImageDataModule, iter_images, read_targets
 from mesoinv.training.model_file import load_model_file
-from mesoinv.training.modules import NonFiniteLossError, RegressionModule
+from mesoinv.training.optimizers import NonFiniteLossError
+from mesoinv.training.p1_module import RegressionModule
 from mesoinv.training.normalization import ImageNormalization
-from mesoinv.training.train import train_model, training_metrics
+from mesoinv.training.train_p1 import train_model
+from mesoinv.training.trainer import training_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_CONFIG = ROOT / "config" / "test.yaml"

@@ -131,7 +131,7 @@ def _simulate(args):
 
 
 def _plot_sample(args):
-    from .evaluation.figures import plot_sample
+    from .evaluation.dataset_figures import plot_sample
 
     path = plot_sample(args.dataset_file, args.sample_id, args.output,
                        field_index=args.field_index)
@@ -151,7 +151,8 @@ def _train(args):
     import logging
     from pathlib import Path
 
-    from .training.train import train_model, write_training_outputs
+    from .training.train_p1 import train_model
+    from .training.trainer import write_training_outputs
 
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(message)s")
@@ -178,7 +179,7 @@ def _train(args):
     state = args.state_dir or Path("results/training") / definition["name"]
     trainer = train_model
     if definition.get("kind") == "p2_diffusion":
-        from .training.train_diffusion import train_diffusion_model as trainer
+        from .training.train_p2 import train_diffusion_model as trainer
     trainer(definition, train_path=train, val_path=val, output=args.output,
             state_root=state, progress=False if args.no_progress else None,
             threads=args.threads)
@@ -192,7 +193,7 @@ def _generate(args):
     """`mesoinv predict` with a P2 diffusion model: LDOS images generated from traces."""
     from pathlib import Path
 
-    from .evaluation.generate import generate_from_csv, generate_from_dataset
+    from .inference.p2_generate import generate_from_csv, generate_from_dataset
 
     options = {"samples_per_trace": args.samples_per_trace, "sampler": args.sampler,
                "steps": args.steps, "guidance_scale": args.guidance_scale, "seed": args.seed,
@@ -207,7 +208,7 @@ def _generate(args):
 def _predict(args):
     from pathlib import Path
 
-    from .evaluation.predict import predict_dataset, predict_npy
+    from .inference.p1_predict import predict_dataset, predict_npy
     from .training.model_file import load_model_file
 
     diffusion_flags = [flag for flag, value in (
@@ -251,14 +252,15 @@ def _evaluate(args):
 
     import netCDF4
 
-    from .evaluation.predict import POTENTIAL_PREDICTIONS_FORMAT_VERSION
+    from .inference.p1_formats import POTENTIAL_PREDICTIONS_FORMAT_VERSION
+    from .inference.p2_format import GENERATED_FORMAT_VERSION
 
     if not Path(args.predictions).is_file():
         raise FileNotFoundError(f"predictions file {args.predictions} does not exist")
     with netCDF4.Dataset(args.predictions) as ds:
         version = getattr(ds, "format_version", None)
-    if version == "mesoinv-generated-ldos-1":
-        from .evaluation.diffusion import evaluate_diffusion_model
+    if version == GENERATED_FORMAT_VERSION:
+        from .evaluation.p2_generation.evaluate import evaluate_diffusion_model
 
         missing = [flag for flag, value in (("--model", args.model), ("--dataset", args.dataset))
                    if value is None]
@@ -270,13 +272,13 @@ def _evaluate(args):
                                          model_path=args.model, dataset_path=args.dataset,
                                          train_path=args.train)
     elif version == POTENTIAL_PREDICTIONS_FORMAT_VERSION:
-        from .evaluation.reconstruction import evaluate_potential_model
+        from .evaluation.p1_potential.evaluate import evaluate_potential_model
 
         paths = evaluate_potential_model(args.predictions, args.output_dir,
                                          dataset_path=args.dataset,
                                          physics_samples=args.physics_samples)
     else:
-        from .evaluation.regression import evaluate_parameter_model
+        from .evaluation.p1_parameters.evaluate import evaluate_parameter_model
 
         paths = evaluate_parameter_model(args.predictions, args.output_dir,
                                          dataset_path=args.dataset)

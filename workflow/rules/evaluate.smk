@@ -1,25 +1,5 @@
-# Evaluation stage: predictions on the test split, metrics and figures, a summary of models.
-
-
-rule predict_test_split:
-    input:
-        model="results/models/{model}/model.pt",
-        test=lambda wildcards: model_split(wildcards, "test"),
-    output:
-        predictions="results/evaluation/{model}/predictions-test.nc",
-        figure="results/evaluation/{model}/prediction-example.png",
-    log:
-        "logs/predict/{model}.log",
-    benchmark:
-        "logs/benchmarks/predict/{model}.tsv"
-    # The same function as `mesoinv predict`: its numbers are the evaluation's, bit for bit.
-    wildcard_constraints:
-        model=model_pattern(PARAMETER_MODEL_KINDS + POTENTIAL_MODEL_KINDS),
-    conda:
-        "../../envs/mesoinv.yaml"
-    shell:
-        "mesoinv predict {input.model} {input.test} --output {output.predictions}"
-        " --figure {output.figure} > {log} 2>&1"
+# Evaluation stage: metrics and figures of the predictions written by the prediction stage
+# (predict.smk), against baselines, ceilings and the papers; a summary table per model family.
 
 
 rule evaluate_model:
@@ -111,30 +91,6 @@ rule evaluate_potential_model:
     shell:
         "mesoinv evaluate {input.predictions} --dataset {input.test}"
         " --output-dir results/evaluation/{wildcards.model} > {log} 2>&1"
-
-
-rule generate_evaluation_split:
-    input:
-        model="results/models/{model}/model.pt",
-        split=diffusion_split_file,
-    output:
-        generated="results/evaluation/{model}/generated.nc",
-        figure="results/evaluation/{model}/prediction-example.png",
-    log:
-        "logs/predict/{model}.log",
-    benchmark:
-        "logs/benchmarks/predict/{model}.tsv"
-    # P2: LDOS images generated from every trace of the evaluation split (val, as P2, or test;
-    # the model's `evaluation_split`), several draws each, with the
-    # sampler, steps, guidance and seed of the model's `sampling` block; `mesoinv predict`.
-    wildcard_constraints:
-        model=model_pattern(DIFFUSION_MODEL_KINDS),
-    conda:
-        "../../envs/mesoinv.yaml"
-    threads: 2
-    shell:
-        "mesoinv predict {input.model} {input.split} --output {output.generated}"
-        " --figure {output.figure} > {log} 2>&1"
 
 
 rule evaluate_diffusion_model:

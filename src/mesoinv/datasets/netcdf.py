@@ -24,7 +24,7 @@ from .integrity import (CHECKSUM_VARIABLE, OutputError, check_writable, describe
 __all__ = ["write_p1_netcdf", "read_p1_sample", "read_p1_metadata", "write_p2_netcdf",
            "read_p2_sample", "read_p2_metadata", "atomic_path", "code_version",
            "package_versions", "FORMAT_VERSION", "P2_FORMAT_VERSION", "p1_stored_values",
-           "p2_stored_values"]
+           "p2_stored_values", "get_attribute", "attribute_value"]
 
 #: Version of the file layout; bump on any incompatible change of names, dims or units.
 #: 2: per-sample ``sample_checksum`` and fletcher32 on every variable (the validation requires
@@ -32,6 +32,21 @@ __all__ = ["write_p1_netcdf", "read_p1_sample", "read_p1_metadata", "write_p2_ne
 FORMAT_VERSION = "mesoinv-p1-2"
 
 _PACKAGES = ("numpy", "scipy", "kwant", "netCDF4", "mpi4py")
+
+
+def get_attribute(ds, name, default=None):
+    """A global (or variable) netCDF attribute, or ``default`` when it is absent."""
+    return ds.getncattr(name) if name in ds.ncattrs() else default
+
+
+def attribute_value(value):
+    """A value netCDF can store as an attribute: arrays become lists, numpy scalars Python
+    scalars (netCDF4 writes both back as the same attribute types)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def package_versions() -> dict:

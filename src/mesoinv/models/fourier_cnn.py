@@ -7,7 +7,7 @@ complex coefficients. Compared with the two-parameter CNN (Fig. 9) it has
 * 5 × 5 filters in the first block, 3 × 3 after;
 * BatchNorm and ReLU after every convolution and after the dense layer ("between all the
   layers", Fig. 10). A training batch of one sample cannot be batch-normalised: the data
-  module drops such a last batch (:class:`mesoinv.training.data.ImageDataModule`);
+  module drops such a last batch (:class:`mesoinv.training.p1_data.ImageDataModule`);
 * one dense layer (800 neurons in the paper) before the output layer.
 
 Fig. 10 shows one block [conv 5 × 5, BN, max-pool] followed by a block [conv, BN, max-pool]

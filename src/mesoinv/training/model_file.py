@@ -13,12 +13,15 @@ lists, dicts only):
                         names, units and statistics (:mod:`mesoinv.training.targets`); for
                         the Fourier model also the modes and the physics of Eq. (1).
 ``baselines``           reference predictions from the training split (potential models:
-                        the pixelwise training-mean potential in meV); may be empty.
+                        the pixelwise training-mean potential in meV); may be empty. P2
+                        diffusion models write none (older P2 files hold
+                        ``most_frequent_placement``, ``training_mean_ldos``: the evaluation
+                        falls back on them only when given no training split).
 ``data_metadata``       physics of the training data: lattice constant (nm), region and QPC
                         (sites), Fermi energy (meV), hopping (meV), effective mass (kg), ...
 ``hyperparameters``     the model's config entry as trained.
 ``diffusion``, ``sampling``, ``image_normalization``, ``trace_normalization``
-                        P2 diffusion models only (:mod:`mesoinv.training.train_diffusion`):
+                        P2 diffusion models only (:mod:`mesoinv.training.train_p2`):
                         the noise schedule, the default sampler settings, the LDOS and G(B)
                         statistics of the training split. There ``inputs`` describes the
                         conditioning trace (fields in T) and ``targets`` the generated image
@@ -35,7 +38,7 @@ import torch
 
 from ..datasets.netcdf import atomic_path
 from ..models import EncoderDecoder, FourierCNN, ParameterCNN
-from ..models.diffusion_unet import ConditionalUNet
+from ..models.p2_unet import ConditionalUNet
 
 __all__ = ["MODEL_FORMAT_VERSION", "ModelFile", "IncompatibleDataError", "NETWORKS",
            "network_from_spec", "save_model_file", "load_model_file", "file_sha256"]

@@ -1,6 +1,6 @@
 """Train P2's trace-conditioned diffusion model from its config entry and write its model file.
 
-The same machinery as P1's :func:`mesoinv.training.train.train_model` (whose helpers it
+The same machinery as P1's :func:`mesoinv.training.train_p1.train_model` (whose helpers it
 reuses): resumable state in ``<state_root>/<hash>/`` outside the workflow's declared outputs,
 the newest of the SLURM hpc checkpoints and ``checkpoints/last.ckpt`` resumed on start (the
 global step continues), Lightning as the one owner of SLURM preemption (SIGURG), plain log
@@ -10,8 +10,8 @@ What differs:
 
 * data: :class:`mesoinv.training.p2_data.P2DataModule` (LDOS images and G(B) traces, both
   normalised with training-split statistics);
-* network and module: :class:`mesoinv.models.diffusion_unet.ConditionalUNet` trained by
-  :class:`mesoinv.training.diffusion_module.DiffusionModule` (ε-prediction, SAM or Adam with
+* network and module: :class:`mesoinv.models.p2_unet.ConditionalUNet` trained by
+  :class:`mesoinv.training.p2_module.DiffusionModule` (ε-prediction, SAM or Adam with
   manual optimization, optional EMA). ``16-mixed`` precision is refused before anything runs;
 * the state hash covers the resolved definition **without** its ``sampling`` block (sampling
   settings do not change training: changing them reuses the finished checkpoint and only
@@ -33,8 +33,8 @@ refused):
                          ``learning_rate``, ``weight_decay``, ``rho``, ``adaptive``
 ``condition_dropout``    probability of the null condition per training sample
 ``ema_decay``            EMA decay of the weights, or null
-``normalization``        ``image`` (linear, log), ``trace`` (per_field, global):
-                         :mod:`mesoinv.training.p2_data`
+``normalization``        ``image`` (linear, log, standardize), ``trace`` (per_field, global):
+                         :mod:`mesoinv.training.normalization`
 ``sampling``             defaults stored for generation: ``sampler`` (ddpm, ddim), ``steps``,
                          ``eta``, ``guidance_scale`` (P2's γ), ``samples_per_trace``, ``seed``,
                          ``clip_x0``
@@ -53,14 +53,13 @@ import time
 import pytorch_lightning as pl
 import torch
 
-from ..evaluation.antidots import DEFAULT_TOLERANCE, most_frequent_placement
-from ..models.diffusion_unet import ConditionalUNet
-from .diffusion_module import DiffusionModule, check_precision
+from ..models.p2_unet import ConditionalUNet
+from .p2_module import DiffusionModule, check_precision
 from .model_file import save_model_file
-from .modules import count_parameters
-from .p2_data import P2DataModule, iter_ldos, read_placements
-from .train import (available_cpus, devices_and_strategy, load_best_weights, make_trainer,
-                    resolve_precision, resume_checkpoint, state_directory, training_record)
+from .optimizers import count_parameters
+from .p2_data import P2DataModule
+from .trainer import (available_cpus, devices_and_strategy, load_best_weights, make_trainer,
+                      resolve_precision, resume_checkpoint, state_directory, training_record)
 
 __all__ = ["train_diffusion_model", "resolve_definition", "diffusion_network_spec", "DEFAULTS",
            "MODEL_KIND"]
@@ -172,13 +171,15 @@ def train_diffusion_model(definition: dict, *, train_path, val_path, output, sta
     ``model_name``, ``model_kind`` (``p2_diffusion``), ``network`` (``ConditionalUNet`` spec),
     ``state_dict`` (EMA weights with EMA), ``diffusion`` (schedule), ``sampling`` (defaults),
     ``image_normalization`` and ``trace_normalization`` (``to_dict`` of
-    :mod:`mesoinv.training.p2_data`), ``inputs`` (the conditioning trace: variable, units,
-    ``fields_T``, ``n_fields``, and the generated ``image_shape``), ``input_normalization``
-    (= the trace normalisation), ``targets`` (kind ``ldos_image``, variable, units, shape,
-    padding), ``baselines`` (``most_frequent_placement`` of the training split at the default
-    tolerance, ``training_mean_ldos`` image), ``data_metadata`` (the P2 attributes of the
-    training split plus ``field_range_T``, ``n_fields``), ``hyperparameters`` (the resolved
-    definition), ``training`` (the record returned).
+    :class:`~mesoinv.training.normalization.LDOSNormalization` and
+    :class:`~mesoinv.training.normalization.TraceNormalization`), ``inputs`` (the
+    conditioning trace: variable, units, ``fields_T``, ``n_fields``, and the generated
+    ``image_shape``), ``input_normalization`` (= the trace normalisation), ``targets`` (kind
+    ``ldos_image``, variable, units, shape, padding), ``data_metadata`` (the P2 attributes of
+    the training split plus ``field_range_T``, ``n_fields``), ``hyperparameters`` (the resolved
+    definition), ``training`` (the record returned). No ``baselines``: inference needs none,
+    and the evaluation computes its trace-blind baselines from the training split
+    (:mod:`mesoinv.evaluation.p2_generation.evaluate`).
     """
     resolved = resolve_definition(definition)
     name = resolved.get("name", "p2_diffusion")
@@ -241,14 +242,6 @@ def train_diffusion_model(definition: dict, *, train_path, val_path, output, sta
         accelerator=f"{accelerator} x{devices}", seed=resolved["seed"], state_dir=state_dir,
         optimizer=resolved["optimizer"]["name"], ema=resolved["ema_decay"] is not None,
         parameters=count_parameters(network))
-    placements = read_placements(train_path)
-    mean_ldos = None
-    for image in iter_ldos(train_path):
-        mean_ldos = image.copy() if mean_ldos is None else mean_ldos + image
-    mean_ldos /= info.n_samples
-    baselines = {"most_frequent_placement": most_frequent_placement(placements).tolist(),
-                 "most_frequent_placement_tolerance_sites": DEFAULT_TOLERANCE,
-                 "training_mean_ldos": mean_ldos.tolist()}
     height, width = info.image_shape
     save_model_file(output, {
         "model_name": name, "model_kind": MODEL_KIND, "network": spec,
@@ -262,7 +255,6 @@ def train_diffusion_model(definition: dict, *, train_path, val_path, output, sta
         "input_normalization": trace_normalization.to_dict(),
         "targets": {"kind": "ldos_image", "variable": "ldos", "units": "t-1",
                     "image_shape": [height, width], "padding_sites": info.padding},
-        "baselines": baselines,
         "data_metadata": dict(info.metadata), "hyperparameters": resolved,
         "training": training,
     })

@@ -11,6 +11,7 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
 from ..datasets.netcdf import atomic_path  # noqa: E402
+from ..plotting import save_figure  # noqa: E402
 
 __all__ = ["plot_p1_sample", "plot_p2_sample", "plot_sample", "p1_sample_figure",
            "p2_sample_figure", "PLDOS_PERCENTILE"]
@@ -18,15 +19,6 @@ __all__ = ["plot_p1_sample", "plot_p2_sample", "plot_sample", "p1_sample_figure"
 #: The PLDOS colour scale ends at this percentile of the map (the brightest pixels, next to the
 #: QPC, would otherwise leave the branches black); the colour bar says so and marks the cap.
 PLDOS_PERCENTILE = 99.5
-
-
-def _save(fig, output) -> Path:
-    """Write a figure as PNG, atomically, and free it."""
-    output = Path(output)
-    with atomic_path(output) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return output
 
 
 def _select_sample(ds, sample_id, path):
@@ -53,7 +45,7 @@ def plot_p1_sample(dataset_path, sample_id: int, output, *, field_index: int = 0
     field_index : int
         Which field channel of the PLDOS to draw.
     """
-    return _save(p1_sample_figure(dataset_path, sample_id, field_index=field_index), output)
+    return save_figure(p1_sample_figure(dataset_path, sample_id, field_index=field_index), output)
 
 
 def p1_sample_figure(dataset_path, sample_id: int, *, field_index: int = 0):
@@ -110,7 +102,7 @@ def plot_p2_sample(dataset_path, sample_id: int, output):
     output : path-like
         PNG to write (atomically).
     """
-    return _save(p2_sample_figure(dataset_path, sample_id), output)
+    return save_figure(p2_sample_figure(dataset_path, sample_id), output)
 
 
 def p2_sample_figure(dataset_path, sample_id: int):

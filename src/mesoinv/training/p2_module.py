@@ -40,8 +40,8 @@ from pytorch_lightning.callbacks import EMAWeightAveraging
 from pytorch_optimizer import SAM
 from torch import nn
 
-from ..models.diffusion import GaussianDiffusion
-from .modules import NonFiniteLossError, make_optimizer
+from ..models.gaussian_diffusion import GaussianDiffusion
+from .optimizers import NonFiniteLossError, make_optimizer
 
 __all__ = ["DiffusionModule", "make_diffusion_optimizer", "check_precision",
            "SUPPORTED_PRECISIONS", "CHECKPOINT_VERSION"]
@@ -88,7 +88,7 @@ def make_diffusion_optimizer(parameters, config: dict) -> torch.optim.Optimizer:
     ----------
     parameters : iterable of tensors
     config : dict
-        ``name``: ``sam`` or any name of :func:`mesoinv.training.modules.make_optimizer`
+        ``name``: ``sam`` or any name of :func:`mesoinv.training.p1_module.make_optimizer`
         (``adam``, ``adamw``, ``sgd``); ``learning_rate``; ``weight_decay`` (default 0). For
         SAM also ``base`` (``adam`` default, or ``adamw``), ``rho`` (neighbourhood radius,
         default 0.05) and ``adaptive`` (ASAM, default False).
@@ -125,7 +125,7 @@ class DiffusionModule(pl.LightningModule):
     ----------
     network : nn.Module
         ``network(x_t, t, trace, keep_condition)`` → predicted noise, e.g.
-        :class:`mesoinv.models.diffusion_unet.ConditionalUNet`.
+        :class:`mesoinv.models.p2_unet.ConditionalUNet`.
     model_name : str
         Named in errors.
     optimizer : dict

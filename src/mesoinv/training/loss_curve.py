@@ -1,12 +1,8 @@
 """The loss curve of a training run (train and validation MSE against the optimizer step)."""
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from .figures import _save  # noqa: E402
+from ..plotting import plt, save_figure
 
 __all__ = ["plot_loss_curve"]
 
@@ -49,4 +45,4 @@ def plot_loss_curve(metrics, output, *, title=""):
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("MSE of standardised targets (1)")
     ax.set_title(title, fontsize=9)
-    return _save(fig, output)
+    return save_figure(fig, output)

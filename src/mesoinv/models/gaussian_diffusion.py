@@ -31,7 +31,7 @@ the unconditional one, γ > 1 sharpens the condition. Ho & Salimans' w is γ −
 
 The network is any callable ``model(x_t, t, trace, keep_condition, return_attention=...)``
 returning ε (and with ``return_attention`` also attention weights), as
-:class:`mesoinv.models.diffusion_unet.ConditionalUNet`.
+:class:`mesoinv.models.p2_unet.ConditionalUNet`.
 """
 
 from dataclasses import dataclass

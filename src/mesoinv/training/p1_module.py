@@ -1,26 +1,13 @@
-"""LightningModules: the training logic around the plain networks of :mod:`mesoinv.models`."""
+"""P1's LightningModule: the regression training logic around the plain networks of
+:mod:`mesoinv.models` (parameter CNN, Fourier CNN, encoder-decoder)."""
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
-__all__ = ["NonFiniteLossError", "RegressionModule", "make_optimizer"]
+from .optimizers import NonFiniteLossError, make_optimizer
 
-
-class NonFiniteLossError(RuntimeError):
-    """The training loss became NaN or infinite; the message names the model and step."""
-
-
-def make_optimizer(parameters, name: str, learning_rate: float, weight_decay: float = 0.0):
-    """torch.optim optimizer by config name (adam, adamw, sgd)."""
-    if name == "adam":
-        return torch.optim.Adam(parameters, lr=learning_rate, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(parameters, lr=learning_rate, weight_decay=weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(parameters, lr=learning_rate, weight_decay=weight_decay,
-                               momentum=0.9)
-    raise ValueError(f"unknown optimizer {name!r} (known: adam, adamw, sgd)")
+__all__ = ["RegressionModule"]
 
 
 class RegressionModule(pl.LightningModule):
@@ -75,7 +62,3 @@ class RegressionModule(pl.LightningModule):
         return make_optimizer(self.network.parameters(), self.optimizer_config["name"],
                               self.optimizer_config["learning_rate"],
                               self.optimizer_config.get("weight_decay", 0.0))
-
-
-def count_parameters(network: nn.Module) -> int:
-    return sum(p.numel() for p in network.parameters())

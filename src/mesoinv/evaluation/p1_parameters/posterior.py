@@ -20,8 +20,8 @@ few modes leaves it uncertain (docs/models.md).
 import netCDF4
 import numpy as np
 
-from ..physics.disorder import RemoteDopantDisorder
-from ..physics.materials import Material
+from ...physics.disorder import RemoteDopantDisorder
+from ...physics.materials import Material
 
 __all__ = ["potential_posterior_means", "POSTERIOR_DESCRIPTION", "POSTERIOR_TARGETS"]
 

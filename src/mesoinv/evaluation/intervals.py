@@ -1,0 +1,94 @@
+"""95 % intervals of the headline metrics: bootstrap over test samples, Wilson for proportions.
+
+Every metric of a model is an estimate from a finite test split; its interval says how far
+another draw of the same number of test samples could move it. Two constructions:
+
+* **Percentile bootstrap** (Efron): resample the test samples with replacement
+  ``BOOTSTRAP_RESAMPLES`` times with a fixed seed, recompute the metric on each resample, and
+  take the 2.5th and 97.5th percentiles. Used for R², σ, relative σ, medians and percentiles
+  of r_P, mean errors. Paired metrics (model and baseline on the same samples) use the same
+  resampled indices, so their difference has an interval too.
+* **Wilson score interval** for a proportion k/n (an accuracy): it stays inside [0, 1] and
+  keeps its coverage near 95 % for small n and for p near 0 or 1, where the normal
+  approximation p ± 1.96 √(p(1 − p)/n) fails.
+
+The seed and the count are fixed (documented in docs/models.md), so the intervals are a pure
+function of the predictions.
+"""
+
+import numpy as np
+
+__all__ = ["BOOTSTRAP_RESAMPLES", "BOOTSTRAP_SEED", "CONFIDENCE", "Z_95", "bootstrap_indices",
+           "bootstrap_interval", "wilson_interval", "interval_columns"]
+
+#: Resamples of the percentile bootstrap (the Monte-Carlo error of a 95 % bound at 2000
+#: resamples is ≈ 0.5 % of the interval's width).
+BOOTSTRAP_RESAMPLES = 2000
+#: Seed of the resampled indices.
+BOOTSTRAP_SEED = 20211
+CONFIDENCE = 0.95
+#: Two-sided 97.5 % normal quantile.
+Z_95 = 1.959963984540054
+
+
+def bootstrap_indices(n: int, *, resamples: int = BOOTSTRAP_RESAMPLES,
+                      seed: int = BOOTSTRAP_SEED) -> np.ndarray:
+    """Row indices of the bootstrap resamples, shape (resamples, n), seeded."""
+    if n < 1:
+        raise ValueError("the bootstrap needs at least one sample")
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
+def bootstrap_interval(statistic, *arrays, indices: np.ndarray | None = None,
+                       confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Percentile-bootstrap interval of ``statistic(*arrays)`` over the samples (axis 0).
+
+    Parameters
+    ----------
+    statistic : callable
+        Maps arrays of the same first length to a number (NaN where undefined).
+    *arrays : array-like
+        Per-sample values, resampled together (pairs stay paired).
+    indices : numpy.ndarray, optional
+        Resampled row indices (:func:`bootstrap_indices`); pass the same ones to metrics that
+        are compared, so that their difference is resampled consistently.
+
+    Returns
+    -------
+    (low, high) : floats, NaN when fewer than two samples or no finite resample.
+    """
+    arrays = [np.asarray(a) for a in arrays]
+    n = len(arrays[0])
+    if any(len(a) != n for a in arrays):
+        raise ValueError("bootstrap arrays must have the same number of samples")
+    if n < 2:
+        return float("nan"), float("nan")
+    if indices is None:
+        indices = bootstrap_indices(n)
+    values = np.array([statistic(*(a[rows] for a in arrays)) for rows in indices], float)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return float("nan"), float("nan")
+    tail = (1.0 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def wilson_interval(successes: float, n: int, *, z: float = Z_95) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``successes / n`` (95 % by default).
+
+    ``successes`` may be fractional (a mean over several draws per trace counts as that many
+    successes of ``n`` traces): the interval is then the one of a proportion with that mean.
+    """
+    if n <= 0:
+        return float("nan"), float("nan")
+    p = successes / n
+    denominator = 1.0 + z ** 2 / n
+    centre = (p + z ** 2 / (2 * n)) / denominator
+    half = z * np.sqrt(p * (1 - p) / n + z ** 2 / (4 * n ** 2)) / denominator
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def interval_columns(name: str, interval: tuple[float, float]) -> dict:
+    """``{name_ci_low: …, name_ci_high: …}``, the column names every metrics file uses."""
+    return {f"{name}_ci_low": interval[0], f"{name}_ci_high": interval[1]}
