@@ -11,11 +11,21 @@ dataset's uniform prior on its (s, N_d) ranges, the posterior mean of a target m
 mean squared error. Its R² is the ceiling any model of these targets can reach on this
 region ("potential_posterior" rows of ``metrics.csv``).
 
+The likelihood. The stored modes are a half plane (C₋ⱼ = Cⱼ*), so each stored mode j is one
+complex Gaussian whose real and imaginary parts are independent with variance vⱼ each:
+log p(Vⱼ) = −log vⱼ − |Vⱼ|²/(2 vⱼ) + const. (Until 2026-12 this module summed
+−2 log v − |V|²/v, the square of that likelihood: a posterior too narrow and a ceiling too
+low. ``likelihood_exponent`` keeps that tempered form reachable for the test that shows the
+Bayes form is better.) Calibration — the posterior's central 90 % interval covers the true
+N_d in 90 % of draws from the prior — is tested in tests/test_information.py.
+
 The hard cutoff makes s (and ξ ≈ 1.7 s) nearly exact from the potential: which modes are zero
 brackets s. A PLDOS map blurs that signature, so the ceiling for s and ξ is loose; for N_d
 (and the rms, ∝ √N_d) it is tight: N_d is only in the modes' amplitudes, and a region with
 few modes leaves it uncertain (docs/models.md).
 """
+
+from dataclasses import dataclass
 
 import netCDF4
 import numpy as np
@@ -23,7 +33,8 @@ import numpy as np
 from ...physics.disorder import RemoteDopantDisorder
 from ...physics.materials import Material
 
-__all__ = ["potential_posterior_means", "POSTERIOR_DESCRIPTION", "POSTERIOR_TARGETS"]
+__all__ = ["potential_posterior", "potential_posterior_means", "PotentialPosterior",
+           "POSTERIOR_DESCRIPTION", "POSTERIOR_TARGETS"]
 
 POSTERIOR_DESCRIPTION = ("Bayes posterior mean from the sample's true potential (uniform "
                          "prior on the dataset's s, N_d ranges): the ceiling for any "
@@ -31,8 +42,55 @@ POSTERIOR_DESCRIPTION = ("Bayes posterior mean from the sample's true potential 
 POSTERIOR_TARGETS = ("dopant_distance", "dopant_density", "rms", "correlation_length")
 
 
+@dataclass
+class PotentialPosterior:
+    """Posterior summaries of the disorder parameters of every sample of a P1 file.
+
+    Attributes
+    ----------
+    sample_ids : ndarray of int64, (samples,)
+    targets : tuple of str
+        Among :data:`POSTERIOR_TARGETS`.
+    means : ndarray, (samples, targets)
+        Posterior means, in the targets' units (nm, cm⁻², meV, nm).
+    quantile_levels : tuple of float
+    quantiles : ndarray, (samples, targets, levels)
+        Posterior quantiles at ``quantile_levels`` (on the grid: the smallest grid value whose
+        cumulative posterior weight reaches the level).
+    """
+
+    sample_ids: np.ndarray
+    targets: tuple
+    means: np.ndarray
+    quantile_levels: tuple
+    quantiles: np.ndarray
+
+
+def _weighted_quantiles(values: np.ndarray, weights: np.ndarray, levels) -> list:
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    cumulative /= cumulative[-1]
+    return [float(values[order][min(np.searchsorted(cumulative, level), len(order) - 1)])
+            for level in levels]
+
+
 def potential_posterior_means(split_path, targets, *, grid=(241, 161)) -> tuple:
     """Posterior means of ``targets`` for every sample of a P1 file.
+
+    Returns
+    -------
+    sample_ids : ndarray of int64
+    means : ndarray, shape (samples, len(targets)), in the targets' units
+
+    See :func:`potential_posterior` for the parameters.
+    """
+    posterior = potential_posterior(split_path, targets, grid=grid)
+    return posterior.sample_ids, posterior.means
+
+
+def potential_posterior(split_path, targets, *, grid=(241, 161), quantile_levels=(0.05, 0.95),
+                        likelihood_exponent: float = 1.0) -> PotentialPosterior:
+    """Posterior of (s, N_d) from each sample's true potential, summarised for ``targets``.
 
     Parameters
     ----------
@@ -42,11 +100,15 @@ def potential_posterior_means(split_path, targets, *, grid=(241, 161)) -> tuple:
         Among :data:`POSTERIOR_TARGETS` (units: nm, cm⁻², meV, nm).
     grid : (int, int)
         Points of the (s, N_d) grid over the dataset's ranges.
+    quantile_levels : sequence of float
+        Posterior quantiles to report (default: the central 90 % interval).
+    likelihood_exponent : float
+        1 for the Bayes posterior (always, outside tests); 2 gives the squared likelihood of
+        the former code, kept only so that a test can compare the two.
 
     Returns
     -------
-    sample_ids : ndarray of int64
-    means : ndarray, shape (samples, len(targets)), in the targets' units
+    PotentialPosterior
     """
     unknown = [t for t in targets if t not in POSTERIOR_TARGETS]
     if unknown:
@@ -83,6 +145,8 @@ def potential_posterior_means(split_path, targets, *, grid=(241, 161)) -> tuple:
               "rms": np.sqrt(n_grid[None, :] / 1e12) * rms_shape[:, None],
               "correlation_length": np.broadcast_to(xi[:, None], (len(s_grid), len(n_grid)))}
     means = np.empty((len(ids), len(targets)))
+    levels = tuple(float(level) for level in quantile_levels)
+    quantiles = np.empty((len(ids), len(targets), len(levels)))
     for row in range(len(ids)):
         observed = np.abs(disorder(s_true[row]).screened_kernel_nm(q) * coefficients[row]) ** 2
         nonzero = observed > 0
@@ -96,8 +160,14 @@ def potential_posterior_means(split_path, targets, *, grid=(241, 161)) -> tuple:
             k2 = kernel2[a, active[a]]
             v = observed[active[a]]
             var = variance_unit[None, :] * k2[:, None]                             # (m, N)
-            log_like[a] = np.sum(-2 * np.log(var) - v[:, None] / var, axis=0)
+            # One complex Gaussian per stored mode (module docstring):
+            # log p = −log v − |V|²/(2v) per mode.
+            log_like[a] = likelihood_exponent * np.sum(-np.log(var) - v[:, None] / (2 * var),
+                                                       axis=0)
         weights = np.exp(log_like - log_like.max())
         weights /= weights.sum()
         means[row] = [float(np.sum(weights * values[t])) for t in targets]
-    return ids, means
+        flat = weights.ravel()
+        quantiles[row] = [_weighted_quantiles(np.ascontiguousarray(values[t]).ravel(), flat,
+                                              levels) for t in targets]
+    return PotentialPosterior(ids, tuple(targets), means, levels, quantiles)
