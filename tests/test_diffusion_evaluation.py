@@ -21,6 +21,7 @@ import torch
 from mesoinv.config import load_config
 from mesoinv.datasets import dataset_spec, simulate_shard
 from mesoinv.datasets.aggregate import SPLITS, validate_shards, write_splits
+from mesoinv.evaluation.p2_generation.baselines import nearest_training_traces, standardise_traces
 from mesoinv.evaluation.p2_generation.evaluate import OUTPUT_FILES, evaluate_diffusion_model
 from mesoinv.evaluation.p2_generation.metrics import METRICS_COLUMNS
 from mesoinv.evaluation.p2_generation.positions import DEFAULT_TOLERANCE, most_frequent_placement
@@ -275,18 +276,31 @@ def test_evaluation_of_the_true_images_scores_one(splits, model_path, tmp_path):
         assert paths[key].stat().st_size > 0, name
     metrics = pd.read_csv(paths["metrics"])
     assert list(metrics.columns) == METRICS_COLUMNS
-    assert len(metrics) == 9
-    assert set(metrics["predictor"]) == {"model", "unconditional", "most_frequent_placement"}
+    assert len(metrics) == 12
+    assert set(metrics["predictor"]) == {"model", "nearest_training_trace", "unconditional",
+                                         "most_frequent_placement"}
     assert set(metrics["criterion"]) == {"strict", "mirrors", "classes"}
     rows = metrics[metrics["predictor"] == "model"].set_index("criterion")
     assert rows.loc["strict", "accuracy"] == 1.0
-    assert (rows["accuracy"] == 1.0).all() and (rows["any_draw_correct"] == 1.0).all()
+    assert (rows["accuracy"] == 1.0).all() and (rows["oracle_any_draw_correct"] == 1.0).all()
     assert (rows["mean_position_error_sites"] == 0.0).all()
     assert rows.loc["strict", "accuracy_std_over_draws"] == 0.0
     assert rows.loc["strict", "pixel_correlation_mean"] == pytest.approx(1.0, abs=1e-6)
     assert (rows["n_traces"] == len(truth)).all() and (rows["samples_per_trace"] == 2).all()
     assert rows.loc["strict", "sampler"] == "ddim" and rows.loc["strict", "steps"] == 4
     assert rows.loc["strict", "model"] == "p2_tiny" and rows.loc["strict", "split"] == "val"
+    # 95 % intervals: Wilson at accuracy 1 (n traces) and a zero-width error interval
+    n = len(truth)
+    assert (rows["accuracy_ci_high"] == 1.0).all()
+    assert rows.loc["strict", "accuracy_ci_low"] == pytest.approx(n / (n + 1.959963984540054 ** 2))
+    assert (rows["mean_position_error_sites_ci_high"] == 0.0).all()
+    for column in ("accuracy", "mean_position_error_sites", "pixel_correlation_mean"):
+        inside = ((metrics[f"{column}_ci_low"] <= metrics[column] + 1e-12)
+                  & (metrics[column] <= metrics[f"{column}_ci_high"] + 1e-12))
+        assert inside[metrics[column].notna()].all(), column
+    lookup = metrics[metrics["predictor"] == "nearest_training_trace"].set_index("criterion")
+    assert (lookup["samples_per_trace"] == 1).all() and lookup["sampler"].isna().all()
+    assert lookup.loc["strict", "accuracy"] <= lookup.loc["classes", "accuracy"]
     blind = metrics[metrics["predictor"] == "unconditional"].set_index("criterion")
     assert (blind["guidance_scale"] == 0.0).all() and (blind["samples_per_trace"] == 2).all()
     constant = metrics[metrics["predictor"] == "most_frequent_placement"]
@@ -348,3 +362,29 @@ def test_evaluation_refuses_a_file_without_truth(splits, model_path, tmp_path):
         evaluate_diffusion_model(test_file, tmp_path / "evaluation", model_path=model_path,
                                  dataset_path=splits["val"])
     assert not (tmp_path / "evaluation").exists()
+
+
+def test_nearest_trace_lookup_finds_a_duplicate_and_breaks_ties_first():
+    """1-NN on a toy set whose answer is known: a duplicated trace is found at distance 0;
+    equal distances go to the first training row; standardisation uses training statistics."""
+    rng = np.random.default_rng(0)
+    train = rng.normal(size=(20, 7)) * np.arange(1, 8)  # very different spreads per field
+    queries = np.stack([train[13], train[4] + 1e-9, (train[2] + train[3]) / 2])
+    rows, distances = nearest_training_traces(train, queries)
+    assert rows[0] == 13 and distances[0] == pytest.approx(0.0, abs=1e-6)
+    assert rows[1] == 4
+    # a tie: two identical training traces, the first one wins
+    tied = np.concatenate([train, train[[5]]])
+    tied_rows, _ = nearest_training_traces(tied, train[[5]])
+    assert tied_rows[0] == 5
+    # standardised per field with the training mean/std: scaling one field changes nothing
+    scaled = train.copy()
+    scaled[:, 6] *= 1000
+    scaled_queries = queries.copy()
+    scaled_queries[:, 6] *= 1000
+    np.testing.assert_array_equal(nearest_training_traces(scaled, scaled_queries)[0], rows)
+    z_train, z = standardise_traces(train, queries)
+    np.testing.assert_allclose(z_train.mean(0), 0, atol=1e-12)
+    np.testing.assert_allclose(z_train.std(0), 1, atol=1e-12)
+    brute = np.argmin(((z[:, None, :] - z_train[None]) ** 2).sum(-1), axis=1)
+    np.testing.assert_array_equal(rows, brute)

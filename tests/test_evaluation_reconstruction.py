@@ -18,7 +18,7 @@ from mesoinv.datasets import dataset_spec, simulate_shard
 from mesoinv.evaluation.p1_potential.consistency import pldos_consistency
 from mesoinv.evaluation.p1_potential.evaluate import OUTPUT_FILES, evaluate_potential_model
 from mesoinv.evaluation.p1_potential.metrics import (
-    BASELINE_DESCRIPTIONS, coefficient_errors, coefficient_mse, local_rms_error_map, pearson_r,
+    BASELINE_DESCRIPTIONS, INTERVAL_METRICS, coefficient_errors, coefficient_mse, local_rms_error_map, pearson_r,
     per_sample_r_p, r_p_by_distance, reconstruction_by_distance, reconstruction_metrics)
 from mesoinv.evaluation.p1_potential.paper import PAPER_RECONSTRUCTION, paper_comparison
 from mesoinv.evaluation.p1_potential.projection import (eq1_basis, potential_from_coefficients,
@@ -296,6 +296,17 @@ def test_metrics_and_baselines(predictions_file):
         assert model["outside_eq1_relative_rms"] < 1e-10
     else:
         assert model["outside_eq1_relative_rms"] > 0.05
+
+    # 95 % intervals: each contains its metric; the median's is the order-statistic width.
+    for name in INTERVAL_METRICS:
+        low, high = model[f"{name}_ci_low"], model[f"{name}_ci_high"]
+        assert low <= model[name] + 1e-12 and model[name] <= high + 1e-12, name
+    ranked = np.sort(r)
+    n = len(r)
+    k = int(np.floor(n / 2 - 1.96 * np.sqrt(n) / 2))  # distribution-free order statistics
+    assert model["r_p_median_ci_low"] >= ranked[max(k - 3, 0)] - 1e-12
+    assert model["r_p_median_ci_high"] <= ranked[min(n - k + 2, n - 1)] + 1e-12
+    assert np.isnan(zero["r_p_median_ci_low"])  # no defined r_P, no interval
 
     per_sample = per_sample_r_p(path)
     np.testing.assert_allclose(per_sample["r_p_model"], r, rtol=1e-12)

@@ -15,6 +15,7 @@ from mesoinv.evaluation.p1_parameters.figures import (plot_error_correlation,
                                                       plot_error_histograms,
                                                       plot_predicted_vs_true)
 from mesoinv.evaluation.p1_parameters.metrics import (
+    INTERVAL_METRICS,
     BASELINE_DESCRIPTION, PAPER_ERRORS, paper_comparison, regression_metrics,
     rms_compensation_slope, rms_relative_error)
 from mesoinv.physics.disorder import RemoteDopantDisorder
@@ -112,6 +113,28 @@ def test_metrics_equal_numpy(sd_file):
     model = metrics[metrics.predictor == "model"].set_index("target")
     assert model.loc["dopant_distance", "relative_error_std"] == pytest.approx(0.03, rel=0.2)
     assert model.loc["dopant_density", "relative_error_std"] == pytest.approx(0.1, rel=0.2)
+
+
+def test_metrics_carry_bootstrap_intervals(sd_file):
+    """Every headline metric has a 95 % interval that contains it; the interval of σ matches
+    the textbook width for Gaussian errors (σ/√(2n) per standard error), and the model's R²
+    interval lies above the baseline's (paired resamples)."""
+    path, truth, predicted, mean = sd_file
+    metrics = regression_metrics(path)
+    for name in INTERVAL_METRICS:
+        low, high = metrics[f"{name}_ci_low"], metrics[f"{name}_ci_high"]
+        assert ((low <= metrics[name] + 1e-12) & (metrics[name] <= high + 1e-12)).all(), name
+    model = metrics[metrics.predictor == "model"].set_index("target")
+    baseline = metrics[metrics.predictor == "training_mean"].set_index("target")
+    for target in truth:
+        n = len(truth[target])
+        sigma = model.loc[target, "error_std"]
+        width = model.loc[target, "error_std_ci_high"] - model.loc[target, "error_std_ci_low"]
+        assert width == pytest.approx(2 * 1.96 * sigma / np.sqrt(2 * n), rel=0.35)
+        assert model.loc[target, "r2_ci_low"] > baseline.loc[target, "r2_ci_high"]
+    # Seeded: the same file gives the same intervals.
+    again = regression_metrics(path)
+    assert again["r2_ci_low"].equals(metrics["r2_ci_low"])
 
 
 def test_perfect_prediction_and_tiny_files(tmp_path):

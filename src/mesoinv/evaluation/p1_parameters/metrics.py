@@ -30,9 +30,12 @@ import pandas as pd
 from ...inference.p1_formats import Predictions, read_predictions
 from ...physics.disorder import RemoteDopantDisorder
 from ...physics.materials import Material
+from ..intervals import (bootstrap_indices, interval_columns,
+                         percentile_interval)
 from .posterior import POSTERIOR_DESCRIPTION, POSTERIOR_TARGETS, potential_posterior_means
 
 __all__ = [
+    "INTERVAL_METRICS",
     "BASELINE_DESCRIPTION",
     "PAPER_ERRORS",
     "PaperError",
@@ -48,6 +51,9 @@ __all__ = [
 ]
 
 #: ``baseline`` column of the baseline rows of :func:`regression_metrics`.
+#: Metrics that carry ``<name>_ci_low`` / ``<name>_ci_high`` columns (95 %, bootstrap).
+INTERVAL_METRICS = ("error_std", "relative_error_std", "rmse", "r2")
+
 BASELINE_DESCRIPTION = "training-split mean of the target"
 
 #: Reference density for the shape f(s) of rms(s, N_d) = √(N_d / N_ref) · f(s), in cm⁻².
@@ -132,26 +138,44 @@ def relative_errors(predicted, true) -> np.ndarray:
 
 
 def error_statistics(predicted, true) -> dict:
-    """σ, bias, RMSE, MAE, relative σ and R² of one predictor on one target.
+    """σ, bias, RMSE, MAE, relative σ and R² of one predictor on one target, with 95 %
+    bootstrap intervals of σ, relative σ, RMSE and R² (:mod:`mesoinv.evaluation.intervals`).
 
     σ and the relative σ use ddof = 0. R² = 1 − SS_res/SS_tot over these samples; NaN for
-    fewer than 2 samples or when the truth is constant (SS_tot = 0).
+    fewer than 2 samples or when the truth is constant (SS_tot = 0). The bootstrap resamples
+    the samples with the module's fixed seed, so every predictor of a target is resampled
+    with the same indices (differences between predictors are paired).
     """
     n = len(true)
+    intervals = {f"{name}_ci_{side}": np.nan for name in INTERVAL_METRICS
+                 for side in ("low", "high")}
     if n == 0:
         return dict(n=0, error_std=np.nan, error_mean=np.nan, rmse=np.nan, mae=np.nan,
-                    relative_error_std=np.nan, r2=np.nan)
+                    relative_error_std=np.nan, r2=np.nan, **intervals)
     error = predicted - true
     ss_res = np.sum(error**2)
     ss_tot = np.sum((true - true.mean()) ** 2)
     r2 = float(1.0 - ss_res / ss_tot) if n >= 2 and ss_tot > 0 else np.nan
+    relative = relative_errors(predicted, true)
+    if n >= 2:
+        rows = bootstrap_indices(n)
+        e, t, r = error[rows], true[rows], relative[rows]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            replicates = {
+                "error_std": np.std(e, axis=1),
+                "relative_error_std": np.std(r, axis=1),
+                "rmse": np.sqrt(np.mean(e ** 2, axis=1)),
+                "r2": 1.0 - np.sum(e ** 2, axis=1) / np.sum(
+                    (t - t.mean(axis=1, keepdims=True)) ** 2, axis=1)}
+        for name in INTERVAL_METRICS:
+            intervals.update(interval_columns(name, percentile_interval(replicates[name])))
     return dict(n=n,
                 error_std=float(np.std(error)),
                 error_mean=float(np.mean(error)),
                 rmse=float(np.sqrt(np.mean(error**2))),
                 mae=float(np.mean(np.abs(error))),
-                relative_error_std=float(np.std(relative_errors(predicted, true))),
-                r2=r2)
+                relative_error_std=float(np.std(relative)),
+                r2=r2, **intervals)
 
 
 def regression_metrics(predictions_path, *, references=None) -> pd.DataFrame:
@@ -180,7 +204,9 @@ def regression_metrics(predictions_path, *, references=None) -> pd.DataFrame:
         ``mae`` (target units), ``relative_error_std`` (σ of (pred − true)/true,
         dimensionless fraction, not %), ``r2`` (1 − SS_res/SS_tot over this split,
         dimensionless; NaN if n < 2 or the truth is constant; the baseline's is ≤ 0 up to
-        the difference between training and evaluated means), ``true_mean`` (mean truth of
+        the difference between training and evaluated means), ``<m>_ci_low`` and
+        ``<m>_ci_high`` for m in :data:`INTERVAL_METRICS` (95 % percentile bootstrap over the
+        split's samples, same resamples for every predictor), ``true_mean`` (mean truth of
         this split; target units), ``training_mean`` (target units), ``n_train``,
         ``baseline`` (description of the predictor; empty for the model), ``command``.
 

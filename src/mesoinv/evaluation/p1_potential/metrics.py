@@ -38,9 +38,12 @@ import numpy as np
 import pandas as pd
 
 from ...inference.p1_formats import PotentialPredictions, read_potential_predictions
+from ..intervals import (bootstrap_indices, interval_columns, percentile_interval,
+                         wilson_interval)
 from .projection import project_coefficients
 
 __all__ = [
+    "INTERVAL_METRICS",
     "PREDICTORS",
     "BASELINE_DESCRIPTIONS",
     "load_evaluated",
@@ -372,17 +375,19 @@ def reconstruction_metrics(predictions) -> pd.DataFrame:
         of Eq. 1 on the file's modes, / rms_true: ≈ 0 for the Fourier CNN and the baselines,
         what the encoder-decoder predicts that no potential of Eq. 1 has; NaN without a fixed
         s), ``model_kind``, ``nx_sites``, ``ny_sites``, ``dopant_distance_nm``, ``n_train``,
-        ``baseline`` (:data:`BASELINE_DESCRIPTIONS`, empty for the model), ``command``.
+        ``<m>_ci_low`` / ``<m>_ci_high`` for m in :data:`INTERVAL_METRICS` (95 %), ``baseline`` (:data:`BASELINE_DESCRIPTIONS`, empty for the model), ``command``.
     """
     p = load_evaluated(predictions)
     values = per_sample_scores(p)
     rms_true = root_mean_square(p.potential_true_meV)
     outside = _outside_eq1_span(p)
+    true_mean_square = np.mean(np.asarray(p.potential_true_meV, float) ** 2, axis=(1, 2))
     rows = []
     for name in PREDICTORS:
         r_p, rmse_per_sample = values[name]
         finite = r_p[np.isfinite(r_p)]
         rmse = float(np.sqrt(np.mean(rmse_per_sample**2)))
+        intervals = _intervals(finite, rmse_per_sample, true_mean_square)
         rows.append({
             "model": p.model_name, "split": p.split, "target": "potential", "units": "meV",
             "predictor": name, "n": p.n,
@@ -401,9 +406,45 @@ def reconstruction_metrics(predictions) -> pd.DataFrame:
                                          else math.nan),
             "model_kind": p.model_kind, "nx_sites": p.shape[0], "ny_sites": p.shape[1],
             "dopant_distance_nm": p.dopant_distance_nm, "n_train": p.n_train,
+            **intervals,
             "baseline": BASELINE_DESCRIPTIONS[name], "command": p.command,
         })
     return pd.DataFrame(rows)
+
+
+#: Metrics of :func:`reconstruction_metrics` that carry ``<name>_ci_low/_ci_high`` (95 %).
+INTERVAL_METRICS = ("r_p_mean", "r_p_median", "r_p_q05", "fraction_r_p_above_0_9",
+                    "fraction_r_p_above_0_99", "relative_rmse")
+
+
+def _intervals(r_p_defined, rmse_per_sample, true_mean_square) -> dict:
+    """95 % intervals: percentile bootstrap over samples (r_P mean, median, 5th percentile;
+    relative RMSE, resampling each sample's squared error and squared truth together) and
+    Wilson intervals for the fractions above 0.9 and 0.99 (:mod:`..intervals`)."""
+    out = {f"{name}_ci_{side}": math.nan for name in INTERVAL_METRICS
+           for side in ("low", "high")}
+    m = len(r_p_defined)
+    if m >= 2:
+        rows = bootstrap_indices(m)
+        resampled = r_p_defined[rows]
+        out.update(interval_columns("r_p_mean", percentile_interval(resampled.mean(axis=1))))
+        out.update(interval_columns("r_p_median",
+                                    percentile_interval(np.median(resampled, axis=1))))
+        out.update(interval_columns("r_p_q05",
+                                    percentile_interval(np.percentile(resampled, 5, axis=1))))
+    if m >= 1:
+        for threshold, name in ((0.9, "fraction_r_p_above_0_9"),
+                                (0.99, "fraction_r_p_above_0_99")):
+            out.update(interval_columns(name, wilson_interval(
+                int(np.sum(r_p_defined > threshold)), m)))
+    n = len(rmse_per_sample)
+    if n >= 2:
+        rows = bootstrap_indices(n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = np.sqrt(np.mean(rmse_per_sample[rows] ** 2, axis=1)
+                            / np.mean(true_mean_square[rows], axis=1))
+        out.update(interval_columns("relative_rmse", percentile_interval(ratio)))
+    return out
 
 
 def reconstruction_by_distance(predictions, *, n_bins: int = 8) -> pd.DataFrame:

@@ -7,8 +7,10 @@ accuracy against trace-blind baselines, and P2's views of what the model learned
 fixed set of files for the workflow rule (:data:`OUTPUT_FILES`):
 
 ``metrics.csv``
-    One row per predictor × criterion (:mod:`mesoinv.evaluation.p2_generation.metrics`): the
-    model, the same model at γ = 0 (trace-blind), and the most frequent training placement.
+    One row per predictor × criterion (:mod:`mesoinv.evaluation.p2_generation.metrics`), with
+    95 % intervals over traces: the model, the nearest training trace's stored image (1-NN
+    lookup, :mod:`mesoinv.evaluation.p2_generation.baselines`; needs ``train_path``), the same
+    model at γ = 0 (trace-blind), and the most frequent training placement.
 ``snapshots.png``, ``attention.png``, ``score_field.png`` (P2 Figs. 3–5), ``accuracy.png``
     :mod:`mesoinv.evaluation.p2_generation.figures`; the network runs behind them (one
     recorded generation, the score field) use the model file's network and noise schedule
@@ -42,6 +44,7 @@ from ...inference.traces import read_sample_ids
 from ...training.model_file import ModelFile, file_sha256
 from ...training.normalization import LDOSNormalization
 from ...training.p2_readers import mean_ldos_image, read_p2_split_info, read_placements
+from .baselines import NearestTraceLookup
 from .figures import (pixel_pairs, plot_accuracy, plot_attention, plot_score, plot_snapshots,
                       score_field, snapshot_run)
 from .metrics import P2_CRITERION, diffusion_metrics
@@ -168,10 +171,12 @@ def evaluate_diffusion_model(generated_path, output_dir, *, model_path, dataset_
     blind = dataclasses.replace(options, samples_per_trace=int(unconditional_draws or k))
     unconditional = generate_images(model, generated.traces, generated.sample_ids, blind,
                                     unconditional=True, device=device, network=network)
+    nearest = (NearestTraceLookup.from_training_split(train_path, generated.traces)
+               if train_path is not None else None)
     metrics, evaluations = diffusion_metrics(
         generated, geometry=geometry, constraints=constraints, tolerance=tolerance,
         unconditional_images=unconditional, baseline_placement=placement,
-        baseline_image=baseline_image, model_name=model.model_name)
+        baseline_image=baseline_image, model_name=model.model_name, nearest=nearest)
     row = int(snapshot_sample)
     snapshots, n_steps, _ = snapshot_run(model, network, diffusion, generated, row, device)
     field = score_field(model, network, diffusion, generated, row, int(score_points),
@@ -206,7 +211,10 @@ def evaluate_diffusion_model(generated_path, output_dir, *, model_path, dataset_
                   f"{model.model_name} on {generated.attrs.get('split', 'unknown')} "
                   f"({n} traces × {k} draws; {options.sampler} {options.steps} steps, "
                   f"γ = {options.guidance_scale:g}): strict accuracy "
-                  f"{strict['model']:.2f} vs unconditional {strict['unconditional']:.2f}, "
+                  f"{strict['model']:.2f}"
+                  + (f" vs nearest training trace {strict['nearest_training_trace']:.2f}"
+                     if "nearest_training_trace" in strict else "")
+                  + f", unconditional {strict['unconditional']:.2f}, "
                   f"most frequent placement {strict['most_frequent_placement']:.2f}",
                   paths["accuracy"])
     return paths

@@ -29,8 +29,8 @@ images are drawn on axes in site indices (:func:`mesoinv.inference.p2_figures.im
     mean cosine similarity, over all pixels, between the model's score and the exact score of
     the noising distribution around this image, −ε/σ_t.
 ``accuracy.png``
-    Accuracy (strict, mirrors, classes) of the model and both baselines, with the standard
-    deviation over draws as error bars, and histograms of the strict position error.
+    Accuracy (strict, mirrors, classes) of the model and its baselines, with 95 % intervals
+    over traces as error bars, and histograms of the strict position error.
 """
 
 import dataclasses
@@ -260,20 +260,22 @@ def plot_accuracy(metrics: pd.DataFrame, evaluations, tolerance, title, output):
     evaluations of :func:`mesoinv.evaluation.p2_generation.metrics.diffusion_metrics`;
     ``tolerance`` in sites."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.9), constrained_layout=True)
-    predictors = list(PREDICTORS)
+    predictors = [p for p in PREDICTORS if (metrics["predictor"] == p).any()]
     width = 0.8 / len(predictors)
     positions = np.arange(len(CRITERIA))
     for p, predictor in enumerate(predictors):
         rows = metrics[metrics["predictor"] == predictor].set_index("criterion")
-        values = [float(rows.loc[c, "accuracy"]) for c in CRITERIA]
-        errors = [float(rows.loc[c, "accuracy_std_over_draws"]) for c in CRITERIA]
-        errors = [0.0 if not np.isfinite(e) else e for e in errors]
+        values = np.array([float(rows.loc[c, "accuracy"]) for c in CRITERIA])
+        low = np.array([float(rows.loc[c, "accuracy_ci_low"]) for c in CRITERIA])
+        high = np.array([float(rows.loc[c, "accuracy_ci_high"]) for c in CRITERIA])
+        errors = np.nan_to_num(np.stack([values - low, high - values]), nan=0.0)
         left.bar(positions + (p - (len(predictors) - 1) / 2) * width, values, width,
-                 yerr=errors, capsize=3, label=predictor)
+                 yerr=np.maximum(errors, 0.0), capsize=3, label=predictor)
     left.set_xticks(positions, [f"{c}{' (P2)' if c == P2_CRITERION else ''}" for c in CRITERIA])
     left.set_ylim(0, 1.05)
     left.set_ylabel("accuracy (both antidots within tolerance)")
-    left.set_title(f"tolerance {tolerance:g} sites; error bars: std over draws", fontsize=9)
+    left.set_title(f"tolerance {tolerance:g} sites; error bars: 95 % Wilson intervals over "
+                   "traces", fontsize=9)
     left.legend(fontsize=7)
     errors = {name: np.asarray(e.strict.error, dtype=np.float64).ravel()
               for name, e in evaluations.items()}

@@ -1,11 +1,16 @@
 """``metrics.csv`` of a P2 diffusion model: antidot accuracy of the generated images against
-two trace-blind baselines (:func:`diffusion_metrics`).
+a lookup baseline and two trace-blind baselines (:func:`diffusion_metrics`), with 95 %
+intervals over traces.
 
 One row per predictor × criterion, columns :data:`METRICS_COLUMNS`. Predictors
 (:data:`PREDICTORS`):
 
 * ``model``: the generated images of the file (antidots found by the detector,
   :class:`mesoinv.inference.antidot_detector.AntidotDetector`);
+* ``nearest_training_trace``: the stored LDOS image of the training sample whose G(B) is
+  nearest (1-NN, standardised per field point with training statistics;
+  :mod:`mesoinv.evaluation.p2_generation.baselines`), scored by the same detector and
+  matcher. Where evaluated placements also occur in training, this lookup is the bar;
 * ``unconditional``: the same model at guidance scale γ = 0 (its learned null condition,
   i.e. trace-blind), generated on the same traces with the same sampler, steps, seeds and (by
   default) draws per trace as the file, so each unconditional draw starts from the same noise
@@ -22,29 +27,43 @@ representative per class, as ours does, and compares with the image of that conf
 ``mirrors`` and ``classes`` forgive answers that the trace cannot distinguish (G(B) is
 invariant under those maps), so strict ≤ mirrors ≤ classes. Position errors and tolerances
 are in sites; pixel correlations are Pearson r over the wire's pixels.
+
+Intervals (95 %, over traces; :mod:`mesoinv.evaluation.intervals`): ``accuracy_ci_*`` are
+Wilson score intervals of the accuracy with n = the number of traces (a trace's mean over its
+draws counts as that fraction of a success); ``mean_position_error_sites_ci_*`` and
+``pixel_correlation_mean_ci_*`` are percentile-bootstrap intervals over traces (per-trace
+means over draws resampled). ``oracle_any_draw_correct`` — at least one of a trace's k draws
+is correct — needs the truth to choose the draw: an oracle, never a headline number.
 """
 
 import json
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
 
 from ...inference.antidot_detector import AntidotDetector
 from ...inference.p2_format import GeneratedFile
+from ..intervals import bootstrap_indices, interval_columns, percentile_interval, wilson_interval
 from .positions import CRITERIA, evaluate_positions, pixel_correlation
 
 __all__ = ["METRICS_COLUMNS", "PREDICTORS", "P2_CRITERION", "diffusion_metrics"]
 
 #: Columns of ``metrics.csv``, in order.
 METRICS_COLUMNS = ["model", "split", "predictor", "criterion", "tolerance_sites", "n_traces",
-                   "samples_per_trace", "accuracy", "accuracy_std_over_draws",
-                   "any_draw_correct", "mean_position_error_sites", "pixel_correlation_mean",
+                   "samples_per_trace", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
+                   "accuracy_std_over_draws", "oracle_any_draw_correct",
+                   "mean_position_error_sites", "mean_position_error_sites_ci_low",
+                   "mean_position_error_sites_ci_high", "pixel_correlation_mean",
+                   "pixel_correlation_mean_ci_low", "pixel_correlation_mean_ci_high",
                    "sampler", "steps", "guidance_scale", "baseline", "command"]
 
 #: Predictors of ``metrics.csv`` and what each is.
 PREDICTORS = {
     "model": "the generated images of the file (the trace-conditioned model)",
+    "nearest_training_trace": "stored LDOS image of the training sample with the nearest G(B) "
+                              "(1-NN, per-field standardised with training statistics)",
     "unconditional": "same model at guidance_scale 0 (null condition, trace-blind), same "
                      "traces, sampler, steps and seeds",
     "most_frequent_placement": "constant placement correct for the most training samples "
@@ -55,30 +74,53 @@ PREDICTORS = {
 P2_CRITERION = "strict"
 
 
+def _per_trace(values) -> np.ndarray:
+    """(n,) or (n, k) → per-trace mean over draws (NaN-aware), (n,)."""
+    values = np.asarray(values, np.float64)
+    if values.ndim == 1:
+        return values
+    with warnings.catch_warnings():  # an all-NaN trace (no defined r) stays NaN, silently
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(values.reshape(len(values), -1), axis=1)
+
+
+def _bootstrap_mean(per_trace: np.ndarray) -> tuple[float, float]:
+    finite = per_trace[np.isfinite(per_trace)]
+    if len(finite) < 2:
+        return float("nan"), float("nan")
+    return percentile_interval(finite[bootstrap_indices(len(finite))].mean(axis=1))
+
+
 def _rows(evaluation, correlation, *, predictor, draws, common, sampling) -> list:
     summary = evaluation.summary()
+    correlation_per_trace = _per_trace(correlation) if np.size(correlation) else np.array([])
     rows = []
     for criterion in CRITERIA:
         scores = getattr(evaluation, criterion)
         correct = scores.correct if scores.correct.ndim == 2 else scores.correct[:, None]
+        n = int(correct.shape[0])
         rows.append({
             **common, "predictor": predictor, "criterion": criterion,
-            "tolerance_sites": evaluation.tolerance, "n_traces": int(correct.shape[0]),
+            "tolerance_sites": evaluation.tolerance, "n_traces": n,
             "samples_per_trace": int(draws),
             "accuracy": summary[f"accuracy_{criterion}"],
+            **interval_columns("accuracy", wilson_interval(float(correct.mean(1).sum()), n)),
             "accuracy_std_over_draws": (float(correct.mean(0).std()) if correct.shape[1] > 1
                                         else float("nan")),
-            "any_draw_correct": float(correct.any(1).mean()),
+            "oracle_any_draw_correct": float(correct.any(1).mean()),
             "mean_position_error_sites": summary[f"mean_error_{criterion}_sites"],
+            **interval_columns("mean_position_error_sites",
+                               _bootstrap_mean(_per_trace(scores.error))),
             "pixel_correlation_mean": float(np.nanmean(correlation)) if np.size(correlation)
             and np.any(np.isfinite(correlation)) else float("nan"),
+            **interval_columns("pixel_correlation_mean", _bootstrap_mean(correlation_per_trace)),
             **sampling, "baseline": PREDICTORS[predictor]})
     return rows
 
 
 def diffusion_metrics(generated: GeneratedFile, *, geometry, constraints, tolerance,
                       unconditional_images, baseline_placement, baseline_image,
-                      model_name) -> tuple[pd.DataFrame, dict]:
+                      model_name, nearest=None) -> tuple[pd.DataFrame, dict]:
     """The rows of ``metrics.csv`` (:data:`METRICS_COLUMNS`) and the per-sample evaluations
     ``{predictor: PositionEvaluation}`` (for the figures).
 
@@ -95,6 +137,10 @@ def diffusion_metrics(generated: GeneratedFile, *, geometry, constraints, tolera
     baseline_placement : array (2, 2)
     baseline_image : array (image_x, y)
         The baseline placement drawn as an image (pixel correlation).
+    nearest : NearestTraceLookup, optional
+        The 1-NN lookup's answers for the same traces
+        (:class:`mesoinv.evaluation.p2_generation.baselines.NearestTraceLookup`); its rows
+        follow the model's.
     """
     options = generated.options
     true = generated.true_placements
@@ -114,6 +160,13 @@ def diffusion_metrics(generated: GeneratedFile, *, geometry, constraints, tolera
                   pixel_correlation(generated.generated, generated.true_ldos, padding),
                   predictor="model", draws=generated.generated.shape[1], common=common,
                   sampling=sampling)
+    if nearest is not None:
+        found = detector.detect(nearest.images).centres
+        evaluations["nearest_training_trace"] = evaluate_positions(
+            found, true, geometry, constraints, tolerance=tolerance)
+        rows += _rows(evaluations["nearest_training_trace"],
+                      pixel_correlation(nearest.images, generated.true_ldos, padding),
+                      predictor="nearest_training_trace", draws=1, common=common, sampling=none)
     found = detector.detect(unconditional_images).centres
     evaluations["unconditional"] = evaluate_positions(found, true, geometry, constraints,
                                                       tolerance=tolerance)
