@@ -21,6 +21,9 @@ import torch
 from mesoinv.config import load_config
 from mesoinv.datasets import dataset_spec, simulate_shard
 from mesoinv.datasets.aggregate import SPLITS, validate_shards, write_splits
+from mesoinv.inference.antidot_detector import read_geometry
+from mesoinv.evaluation.p2_generation.placement_baseline import (
+    PlacementBaselineOptions, fit_placement_baseline, predict_placements, swap_invariant_mse)
 from mesoinv.evaluation.p2_generation.baselines import nearest_training_traces, standardise_traces
 from mesoinv.evaluation.p2_generation.evaluate import OUTPUT_FILES, evaluate_diffusion_model
 from mesoinv.evaluation.p2_generation.metrics import METRICS_COLUMNS
@@ -276,8 +279,9 @@ def test_evaluation_of_the_true_images_scores_one(splits, model_path, tmp_path):
         assert paths[key].stat().st_size > 0, name
     metrics = pd.read_csv(paths["metrics"])
     assert list(metrics.columns) == METRICS_COLUMNS
-    assert len(metrics) == 12
-    assert set(metrics["predictor"]) == {"model", "nearest_training_trace", "unconditional",
+    assert len(metrics) == 15
+    assert set(metrics["predictor"]) == {"model", "nearest_training_trace",
+                                         "direct_placement_model", "unconditional",
                                          "most_frequent_placement"}
     assert set(metrics["criterion"]) == {"strict", "mirrors", "classes"}
     rows = metrics[metrics["predictor"] == "model"].set_index("criterion")
@@ -388,3 +392,34 @@ def test_nearest_trace_lookup_finds_a_duplicate_and_breaks_ties_first():
     np.testing.assert_allclose(z_train.std(0), 1, atol=1e-12)
     brute = np.argmin(((z[:, None, :] - z_train[None]) ** 2).sum(-1), axis=1)
     np.testing.assert_array_equal(rows, brute)
+
+
+def test_direct_placement_loss_is_swap_invariant_and_the_baseline_learns(splits):
+    """Swapping the two true (or predicted) centres leaves the loss unchanged; a few training
+    steps on the test data lower it; predictions come back in sites, inside the wire."""
+    torch.manual_seed(0)
+    predicted = torch.rand(5, 2, 2)
+    true = torch.rand(5, 2, 2)
+    loss = swap_invariant_mse(predicted, true)
+    # equal up to the summation order of float32
+    torch.testing.assert_close(swap_invariant_mse(predicted, true.flip(1)), loss,
+                               rtol=1e-6, atol=0)
+    torch.testing.assert_close(swap_invariant_mse(predicted.flip(1), true), loss,
+                               rtol=1e-6, atol=0)
+    assert swap_invariant_mse(true.flip(1), true) == 0.0
+    manual = torch.minimum(((predicted - true) ** 2).mean((1, 2)),
+                           ((predicted - true.flip(1)) ** 2).mean((1, 2))).mean()
+    assert torch.allclose(loss, manual)
+
+    geometry, _, _ = read_geometry(splits["train"])
+    short = fit_placement_baseline(splits["train"], geometry,
+                                   PlacementBaselineOptions(steps=1, seed=3))
+    longer = fit_placement_baseline(splits["train"], geometry,
+                                    PlacementBaselineOptions(steps=150, seed=3))
+    assert longer.final_loss < short.final_loss
+    again = fit_placement_baseline(splits["train"], geometry,
+                                   PlacementBaselineOptions(steps=150, seed=3))
+    assert again.final_loss == longer.final_loss  # seeded
+    centres = predict_placements(longer, read_traces(splits["val"]))
+    assert centres.shape == (len(read_traces(splits["val"])), 2, 2)
+    assert np.all(np.isfinite(centres))

@@ -19,7 +19,8 @@ import jsonschema
 import yaml
 
 __all__ = ["ConfigError", "load_config", "validate_config", "load_schema", "sample_config_hash",
-           "parameter_range", "dataset_definition", "check_duplicate_keys", "check_config_file"]
+           "parameter_range", "dataset_definition", "check_duplicate_keys", "check_config_file",
+           "precision_refusal"]
 
 #: Physically sensible bounds, checked beyond the schema (units in the key names).
 DOPANT_DISTANCE_BOUNDS_NM = (5.0, 500.0)
@@ -38,6 +39,34 @@ MAX_SHARDS_PER_DATASET = 20_000
 MAX_DATASET_BYTES = 10 * 2**40
 #: P2 antidot-class enumeration holds ~12 int64 arrays of W² (2L + 5) entries (P2: 312,500).
 MAX_P2_ENUMERATION = 5_000_000
+
+#: Lightning precisions a model kind's ``precision`` does not offer, and why (the refusal
+#: names the key and gives this reason; docs/models.md "Precision"). Keys are kinds, ``None``
+#: for every kind; values map a precision to its reason.
+PRECISION_REFUSALS = {
+    None: {
+        "bf16-true": "bf16-true keeps the weights themselves in bfloat16 (8 significant bits): "
+                     "an optimizer update smaller than about 1/256 of a weight rounds away, and "
+                     "the inputs and targets are rounded to bfloat16 too; use bf16-mixed "
+                     "(bfloat16 compute, float32 weights)",
+        "16-true": "16-true keeps the weights in float16 without loss scaling: small gradients "
+                   "underflow to zero and small updates round away; use bf16-mixed (or "
+                   "16-mixed for P1 models)",
+        "transformer-engine": "FP8 training needs NVIDIA Transformer Engine, which mesoinv "
+                              "does not install, and its layers; use bf16-mixed",
+        "transformer-engine-float16": "FP8 training needs NVIDIA Transformer Engine, which "
+                                      "mesoinv does not install, and its layers; use bf16-mixed",
+    },
+    "p2_diffusion": {
+        "16-mixed": "Lightning's 16-mixed (fp16 AMP) plugin calls the optimizer closure itself "
+                    "and then scaler.step(optimizer) without it, which SAM's two-pass step "
+                    "cannot run, and fp16 without loss scaling underflows; use bf16-mixed "
+                    "(GPUs with bf16) or 32-true",
+    },
+}
+
+#: Lightning's short precision aliases, refused in favour of the full names.
+PRECISION_ALIASES = {"64": "64-true", "32": "32-true", "16": "16-mixed", "bf16": "bf16-mixed"}
 
 
 class ConfigError(ValueError):
@@ -160,7 +189,8 @@ def validate_config(config: dict) -> dict:
                                    f"{', '.join(sorted(error.schema.get('properties', {})))})")
         if error.validator == "type":
             raise ConfigError(_key(error.path), _type_message(error))
-        raise ConfigError(_key(error.path), error.message)
+        reason = _precision_refusal(config, error)
+        raise ConfigError(_key(error.path), error.message + (f": {reason}" if reason else ""))
     seeds = {}
     for name, dataset in config["datasets"].items():
         _check_dataset(f"datasets.{name}", dataset)
@@ -180,6 +210,32 @@ def validate_config(config: dict) -> dict:
                                   f"sample id {sample_id} does not exist in dataset '{name}' "
                                   f"({dataset['n_samples']} samples)")
     return config
+
+
+def precision_refusal(kind: str | None, precision) -> str | None:
+    """Why ``precision`` is refused for a model of ``kind`` (:data:`PRECISION_REFUSALS`,
+    Lightning's aliases), or None when no reason is known."""
+    reasons = {**PRECISION_REFUSALS[None], **PRECISION_REFUSALS.get(kind, {})}
+    if isinstance(precision, str) and precision in reasons:
+        return reasons[precision]
+    if isinstance(precision, (str, int)) and not isinstance(precision, bool) \
+            and str(precision) in PRECISION_ALIASES:
+        full = PRECISION_ALIASES[str(precision)]
+        if full in reasons:
+            return f"{precision!r} is Lightning's short alias of '{full}', refused: {reasons[full]}"
+        return f"{precision!r} is Lightning's short alias: write '{full}'"
+    return None
+
+
+def _precision_refusal(config, error) -> str | None:
+    """The reason for a schema error on ``models.<name>.precision``, else None."""
+    path = list(error.path)
+    if error.validator != "enum" or len(path) != 3 or path[0] != "models" \
+            or path[2] != "precision":
+        return None
+    model = config.get("models", {}).get(path[1])
+    return precision_refusal(model.get("kind") if isinstance(model, dict) else None,
+                             error.instance)
 
 
 def _check_range(key, value, bounds, unit):

@@ -196,7 +196,9 @@ class GaussianDiffusion:
         """
         x_t = self.q_sample(x0, t, noise)
         prediction = model(x_t, t, trace, keep_condition)
-        return F.mse_loss(prediction.float(), noise.float())
+        # At least float32 (bf16 predictions are promoted), float64 under 64-true.
+        dtype = torch.promote_types(prediction.dtype, torch.float32)
+        return F.mse_loss(prediction.to(dtype), noise.to(dtype))
 
     # --- guidance and score -----------------------------------------------------------------
     def predict_noise(self, model, x_t: torch.Tensor, t, trace: torch.Tensor | None, *,

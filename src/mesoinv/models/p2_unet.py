@@ -57,6 +57,9 @@ class SinusoidalTimeEmbedding(nn.Module):
     ----------
     dim : int
         Embedding width, even: half sines, half cosines, frequencies geometric from 1 to 1/10⁴.
+
+    The angles reach T ≈ 1000 radians, so they are computed in float32 for every narrower
+    dtype (bfloat16 would keep 8 bits of them) and in float64 for float64, then cast.
     """
 
     def __init__(self, dim: int):
@@ -65,14 +68,17 @@ class SinusoidalTimeEmbedding(nn.Module):
             raise ValueError(f"time embedding width must be even and at least 4, got {dim}")
         self.dim = dim
 
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
-        """``t`` (batch,) integer or real timesteps → (batch, dim)."""
+    def forward(self, t: torch.Tensor, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``t`` (batch,) integer or real timesteps → (batch, dim) in ``dtype`` (None:
+        float32), e.g. the dtype of the weights that read it."""
+        dtype = torch.float32 if dtype is None else dtype
+        compute = torch.float64 if dtype == torch.float64 else torch.float32
         half = self.dim // 2
         frequencies = torch.exp(
-            -math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32)
+            -math.log(10000.0) * torch.arange(half, device=t.device, dtype=compute)
             / (half - 1))
-        angles = t.float()[:, None] * frequencies[None, :]
-        return torch.cat([angles.sin(), angles.cos()], dim=-1)
+        angles = t.to(compute)[:, None] * frequencies[None, :]
+        return torch.cat([angles.sin(), angles.cos()], dim=-1).to(dtype)
 
 
 class ResidualBlock(nn.Module):
@@ -357,6 +363,16 @@ class ConditionalUNet(nn.Module):
         self.out = nn.Sequential(nn.GroupNorm(groups, previous), nn.SiLU(),
                                  nn.Conv2d(previous, in_channels, 3, padding=1))
 
+    def embed_time(self, t: torch.Tensor) -> torch.Tensor:
+        """(batch,) timesteps → (batch, time_dim): the sinusoid in the dtype of the MLP's
+        weights (float64 under Lightning's 64-true, bfloat16 for a bfloat16 network), then
+        the MLP. Under autocast the weights stay float32 and so does the sinusoid."""
+        sinusoid, *mlp = self.time_embedding
+        h = sinusoid(t, dtype=mlp[0].weight.dtype)
+        for layer in mlp:
+            h = layer(h)
+        return h
+
     def forward(self, x: torch.Tensor, t: torch.Tensor, trace: torch.Tensor | None = None,
                 keep_condition: torch.Tensor | None = None, *, return_attention: bool = False):
         """Predicted noise for noisy images ``x`` at timesteps ``t``.
@@ -385,7 +401,7 @@ class ConditionalUNet(nn.Module):
         if (c, h, w) != (self.in_channels, self.image_size, self.image_size):
             raise ValueError(f"input has shape {tuple(x.shape)}, expected (batch, "
                              f"{self.in_channels}, {self.image_size}, {self.image_size})")
-        time_embedding = self.time_embedding(t)
+        time_embedding = self.embed_time(t)
         condition = self.trace_encoder(trace, keep_condition, b).to(x.dtype)
         # One condition image per level, pooled to that level's resolution.
         conditions = [condition] + [F.avg_pool2d(condition, 2 ** level)

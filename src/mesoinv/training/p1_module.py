@@ -39,7 +39,9 @@ class RegressionModule(pl.LightningModule):
     def _loss(self, batch):
         inputs, targets = batch
         prediction = self.network(inputs)
-        return self.loss(prediction.float(), targets.float())
+        # float32 at least (autocast's bf16/fp16 outputs), float64 under 64-true.
+        dtype = torch.promote_types(prediction.dtype, torch.float32)
+        return self.loss(prediction.to(dtype), targets.to(dtype))
 
     def training_step(self, batch, batch_idx):
         loss = self._loss(batch)

@@ -18,9 +18,11 @@ must hold (NOTES §6, §8), each of which this module arranges:
    source and by tests/test_diffusion_models.py); :func:`make_diffusion_optimizer` asserts
    the sharing so that a future version that drops it fails loudly instead of resuming
    with fresh moments.
-4. Precision is fp32 or bf16: Lightning's ``16-mixed`` plugin calls the closure itself and
-   then ``scaler.step(optimizer)`` without it, which SAM cannot run; it is refused in
-   ``setup`` with an explanation (:func:`check_precision`).
+4. Precision is ``32-true``, ``64-true`` or ``bf16-mixed`` (:data:`SUPPORTED_PRECISIONS`):
+   Lightning's ``16-mixed`` plugin calls the closure itself and then
+   ``scaler.step(optimizer)`` without it, which SAM cannot run, and ``bf16-true`` keeps the
+   weights in bfloat16, where Adam's small updates round away; they are refused in ``setup``
+   with the reason (:func:`check_precision`, the config check's text).
 
 EMA of the weights (option ``ema_decay``) uses Lightning 2.6's ``EMAWeightAveraging``
 callback, returned by :meth:`DiffusionModule.configure_callbacks`. It updates in
@@ -40,14 +42,16 @@ from pytorch_lightning.callbacks import EMAWeightAveraging
 from pytorch_optimizer import SAM
 from torch import nn
 
+from ..config import precision_refusal
 from ..models.gaussian_diffusion import GaussianDiffusion
 from .optimizers import NonFiniteLossError, make_optimizer
 
 __all__ = ["DiffusionModule", "make_diffusion_optimizer", "check_precision",
            "SUPPORTED_PRECISIONS", "CHECKPOINT_VERSION"]
 
-#: Lightning precisions this module trains under (see :func:`check_precision`).
-SUPPORTED_PRECISIONS = ("32-true", "64-true", "bf16-mixed", "bf16-true")
+#: Lightning precisions this module trains under (see :func:`check_precision`); the config
+#: schema's ``precision`` of p2_diffusion offers these and ``auto``.
+SUPPORTED_PRECISIONS = ("32-true", "64-true", "bf16-mixed")
 
 #: Written into every checkpoint by :meth:`DiffusionModule.on_save_checkpoint`.
 CHECKPOINT_VERSION = "mesoinv-diffusion-module-1"
@@ -57,7 +61,7 @@ SAM_BASES = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
 def check_precision(precision: str, *, has_grad_scaler: bool = False) -> None:
-    """Refuse precisions the SAM closure path cannot run.
+    """Refuse precisions the SAM closure path cannot run or that lose the training's updates.
 
     Parameters
     ----------
@@ -69,16 +73,17 @@ def check_precision(precision: str, *, has_grad_scaler: bool = False) -> None:
     Raises
     ------
     ValueError
-        For ``16-mixed`` and any other precision outside :data:`SUPPORTED_PRECISIONS`.
+        For ``16-mixed``, ``bf16-true`` and any other precision outside
+        :data:`SUPPORTED_PRECISIONS`, with the reason (:func:`mesoinv.config.precision_refusal`).
     """
     if precision in SUPPORTED_PRECISIONS and not has_grad_scaler:
         return
+    # A GradScaler is the fp16 AMP plugin whatever the precision's name.
+    reason = precision_refusal("p2_diffusion", "16-mixed" if has_grad_scaler else precision)
     raise ValueError(
-        f"precision {precision!r} is not supported by the diffusion module: Lightning's "
-        "16-mixed (fp16 AMP) plugin calls the optimizer closure itself and then "
-        "scaler.step(optimizer) without it, which SAM's two-pass step cannot run, and fp16 "
-        "without loss scaling underflows. Use precision '32-true' (CPU) or 'bf16-mixed' "
-        f"(GPUs with bf16); supported: {', '.join(SUPPORTED_PRECISIONS)}")
+        f"precision {precision!r} is not supported by the diffusion module: "
+        f"{reason or 'not a precision it was tested under'}. Supported: "
+        f"{', '.join(SUPPORTED_PRECISIONS)}")
 
 
 def make_diffusion_optimizer(parameters, config: dict) -> torch.optim.Optimizer:

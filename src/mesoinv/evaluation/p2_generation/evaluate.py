@@ -9,7 +9,9 @@ fixed set of files for the workflow rule (:data:`OUTPUT_FILES`):
 ``metrics.csv``
     One row per predictor × criterion (:mod:`mesoinv.evaluation.p2_generation.metrics`), with
     95 % intervals over traces: the model, the nearest training trace's stored image (1-NN
-    lookup, :mod:`mesoinv.evaluation.p2_generation.baselines`; needs ``train_path``), the same
+    lookup, :mod:`mesoinv.evaluation.p2_generation.baselines`; needs ``train_path``), the
+    direct placement model (:mod:`mesoinv.evaluation.p2_generation.placement_baseline`, trained
+    on ``train_path``), the same
     model at γ = 0 (trace-blind), and the most frequent training placement.
 ``snapshots.png``, ``attention.png``, ``score_field.png`` (P2 Figs. 3–5), ``accuracy.png``
     :mod:`mesoinv.evaluation.p2_generation.figures`; the network runs behind them (one
@@ -47,6 +49,8 @@ from ...training.p2_readers import mean_ldos_image, read_p2_split_info, read_pla
 from .baselines import NearestTraceLookup
 from .figures import (pixel_pairs, plot_accuracy, plot_attention, plot_score, plot_snapshots,
                       score_field, snapshot_run)
+from .placement_baseline import (PlacementBaselineOptions, fit_placement_baseline,
+                                 predict_placements)
 from .metrics import P2_CRITERION, diffusion_metrics
 from .positions import DEFAULT_TOLERANCE, most_frequent_placement, placement_image
 
@@ -82,7 +86,8 @@ def evaluate_diffusion_model(generated_path, output_dir, *, model_path, dataset_
                              train_path=None, snapshot_sample: int = 0, score_points: int = 50,
                              tolerance: float = DEFAULT_TOLERANCE,
                              unconditional_draws: int | None = None, score_timestep: int = 99,
-                             device="cpu") -> dict:
+                             device="cpu",
+                             placement_options: PlacementBaselineOptions | None = None) -> dict:
     """Metrics and figures of a P2 diffusion model (module docstring for every file).
 
     Parameters
@@ -116,6 +121,10 @@ def evaluate_diffusion_model(generated_path, output_dir, *, model_path, dataset_
         Noise level of the score field (index; P2: 100 steps of noise → 99).
     device : str
         Where the network runs.
+    placement_options : PlacementBaselineOptions, optional
+        Steps, batch, learning rate and seed of the direct placement baseline (trained on
+        ``train_path``; skipped without it); default
+        :class:`~mesoinv.evaluation.p2_generation.placement_baseline.PlacementBaselineOptions`.
 
     Returns
     -------
@@ -171,12 +180,20 @@ def evaluate_diffusion_model(generated_path, output_dir, *, model_path, dataset_
     blind = dataclasses.replace(options, samples_per_trace=int(unconditional_draws or k))
     unconditional = generate_images(model, generated.traces, generated.sample_ids, blind,
                                     unconditional=True, device=device, network=network)
-    nearest = (NearestTraceLookup.from_training_split(train_path, generated.traces)
-               if train_path is not None else None)
+    nearest = direct = None
+    if train_path is not None:
+        nearest = NearestTraceLookup.from_training_split(train_path, generated.traces)
+        fitted = fit_placement_baseline(train_path, geometry,
+                                        placement_options or PlacementBaselineOptions())
+        direct_placements = predict_placements(fitted, generated.traces)
+        direct = (direct_placements,
+                  np.stack([placement_image(p, mean_ldos, geometry.antidot_radius, padding)
+                            for p in direct_placements]))
     metrics, evaluations = diffusion_metrics(
         generated, geometry=geometry, constraints=constraints, tolerance=tolerance,
         unconditional_images=unconditional, baseline_placement=placement,
-        baseline_image=baseline_image, model_name=model.model_name, nearest=nearest)
+        baseline_image=baseline_image, model_name=model.model_name, nearest=nearest,
+        direct=direct)
     row = int(snapshot_sample)
     snapshots, n_steps, _ = snapshot_run(model, network, diffusion, generated, row, device)
     field = score_field(model, network, diffusion, generated, row, int(score_points),

@@ -11,6 +11,10 @@ One row per predictor × criterion, columns :data:`METRICS_COLUMNS`. Predictors
   nearest (1-NN, standardised per field point with training statistics;
   :mod:`mesoinv.evaluation.p2_generation.baselines`), scored by the same detector and
   matcher. Where evaluated placements also occur in training, this lookup is the bar;
+* ``direct_placement_model``: a trace encoder with a small head trained on the training split
+  to regress the two centres (:mod:`mesoinv.evaluation.p2_generation.placement_baseline`):
+  is the placement in the trace and learnable from this much data, without images? Its
+  pixel correlation is that of the training-mean LDOS with holes cut at its placement;
 * ``unconditional``: the same model at guidance scale γ = 0 (its learned null condition,
   i.e. trace-blind), generated on the same traces with the same sampler, steps, seeds and (by
   default) draws per trace as the file, so each unconditional draw starts from the same noise
@@ -64,6 +68,8 @@ PREDICTORS = {
     "model": "the generated images of the file (the trace-conditioned model)",
     "nearest_training_trace": "stored LDOS image of the training sample with the nearest G(B) "
                               "(1-NN, per-field standardised with training statistics)",
+    "direct_placement_model": "trace encoder + head regressing the two centres, trained on "
+                              "the training split (swap-invariant MSE)",
     "unconditional": "same model at guidance_scale 0 (null condition, trace-blind), same "
                      "traces, sampler, steps and seeds",
     "most_frequent_placement": "constant placement correct for the most training samples "
@@ -120,7 +126,7 @@ def _rows(evaluation, correlation, *, predictor, draws, common, sampling) -> lis
 
 def diffusion_metrics(generated: GeneratedFile, *, geometry, constraints, tolerance,
                       unconditional_images, baseline_placement, baseline_image,
-                      model_name, nearest=None) -> tuple[pd.DataFrame, dict]:
+                      model_name, nearest=None, direct=None) -> tuple[pd.DataFrame, dict]:
     """The rows of ``metrics.csv`` (:data:`METRICS_COLUMNS`) and the per-sample evaluations
     ``{predictor: PositionEvaluation}`` (for the figures).
 
@@ -141,6 +147,9 @@ def diffusion_metrics(generated: GeneratedFile, *, geometry, constraints, tolera
         The 1-NN lookup's answers for the same traces
         (:class:`mesoinv.evaluation.p2_generation.baselines.NearestTraceLookup`); its rows
         follow the model's.
+    direct : (placements (n, 2, 2), images (n, image_x, y)), optional
+        The direct placement model's centres (sites) and its placements drawn on the
+        training-mean LDOS (pixel correlation).
     """
     options = generated.options
     true = generated.true_placements
@@ -167,6 +176,15 @@ def diffusion_metrics(generated: GeneratedFile, *, geometry, constraints, tolera
         rows += _rows(evaluations["nearest_training_trace"],
                       pixel_correlation(nearest.images, generated.true_ldos, padding),
                       predictor="nearest_training_trace", draws=1, common=common, sampling=none)
+    if direct is not None:
+        placements, images = direct
+        evaluations["direct_placement_model"] = evaluate_positions(
+            np.asarray(placements, np.float64), true, geometry, constraints, tolerance=tolerance)
+        rows += _rows(evaluations["direct_placement_model"],
+                      pixel_correlation(np.asarray(images, np.float64), generated.true_ldos,
+                                        padding),
+                      predictor="direct_placement_model", draws=1, common=common,
+                      sampling=none)
     found = detector.detect(unconditional_images).centres
     evaluations["unconditional"] = evaluate_positions(found, true, geometry, constraints,
                                                       tolerance=tolerance)
