@@ -15,6 +15,11 @@ Train a model of the config (splits from results/datasets/), then predict test s
 
     mesoinv train --config config/config.yaml --model p1_rms_xi -o model.pt
     mesoinv predict model.pt results/datasets/p1_varying/p1_varying-test.nc --ids 0:50 -o p.nc
+
+``simulate``, ``predict`` and ``evaluate`` never write onto an existing file unless given
+``--force``, and never onto one of their inputs (the model, the data), not even with it; every
+output is checked writable before any work, and the outputs of one command appear together or
+not at all.
 """
 
 import argparse
@@ -112,6 +117,12 @@ def _simulate(args):
         spec = dataset_spec(load_config(args.config), args.dataset)
     if (args.ids is None) == (args.shard is None):
         raise SystemExit("mesoinv simulate: give exactly one of --ids or --shard")
+    from .datasets.integrity import check_outputs
+
+    # Every rank sees the same files and refuses alike, before any sample is computed.
+    check_outputs([args.output], inputs=[("config file", args.config),
+                                         ("dataset definition", args.dataset_definition)],
+                  force=args.force)
     ids = args.ids if args.ids is not None else list(spec.shard_ids(args.shard))
     try:
         counts = simulate_shard(spec, ids, args.output, comm=comm,
@@ -197,7 +208,7 @@ def _generate(args):
 
     options = {"samples_per_trace": args.samples_per_trace, "sampler": args.sampler,
                "steps": args.steps, "guidance_scale": args.guidance_scale, "seed": args.seed,
-               "figure": args.figure}
+               "figure": args.figure, "force": args.force}
     if Path(args.input).suffix.lower() == ".csv":
         if args.ids is not None:
             raise ValueError("--ids selects samples of a netCDF input, not of a CSV file")
@@ -215,6 +226,13 @@ def _predict(args):
         ("--samples-per-trace", args.samples_per_trace), ("--sampler", args.sampler),
         ("--steps", args.steps), ("--guidance-scale", args.guidance_scale),
         ("--seed", args.seed)) if value is not None]
+    from .datasets.integrity import check_outputs
+
+    # Before the model is even loaded: an output that is an input, exists, or cannot be
+    # written stops the command at once.
+    check_outputs([args.output, args.figure],
+                  inputs=[("model file", args.model), ("input file", args.input)],
+                  force=args.force)
     if load_model_file(args.model).is_diffusion:
         map_flags = [flag for flag, value in (
             ("--lattice-constant-nm", args.lattice_constant_nm), ("--energy-meV", args.energy_meV),
@@ -240,11 +258,20 @@ def _predict(args):
         path = predict_npy(args.model, args.input, args.output,
                            lattice_constant_nm=args.lattice_constant_nm,
                            energy_meV=args.energy_meV, fields_T=args.fields_T,
-                           figure=args.figure)
+                           figure=args.figure, force=args.force)
     else:
         path = predict_dataset(args.model, args.input, args.output, ids=args.ids,
-                               figure=args.figure)
+                               figure=args.figure, force=args.force)
     print(f"wrote {path}", file=sys.stderr)
+
+
+#: Files `mesoinv evaluate` writes for a parameter model
+#: (:func:`mesoinv.evaluation.p1_parameters.evaluate.evaluate_parameter_model`), unless that
+#: module lists them itself as ``OUTPUT_FILES`` (the other two evaluations do).
+PARAMETER_EVALUATION_FILES = {"metrics": "metrics.csv", "paper_comparison": "paper_comparison.csv",
+                              "predicted_vs_true": "predicted_vs_true.png",
+                              "error_histograms": "error_histograms.png",
+                              "error_correlation": "error_correlation.png"}
 
 
 def _evaluate(args):
@@ -252,6 +279,8 @@ def _evaluate(args):
 
     import netCDF4
 
+    from .datasets.integrity import check_outputs
+    from .datasets.netcdf import staged_directory
     from .inference.p1_formats import POTENTIAL_PREDICTIONS_FORMAT_VERSION
     from .inference.p2_format import GENERATED_FORMAT_VERSION
 
@@ -260,7 +289,7 @@ def _evaluate(args):
     with netCDF4.Dataset(args.predictions) as ds:
         version = getattr(ds, "format_version", None)
     if version == GENERATED_FORMAT_VERSION:
-        from .evaluation.p2_generation.evaluate import evaluate_diffusion_model
+        from .evaluation.p2_generation import evaluate as module
 
         missing = [flag for flag, value in (("--model", args.model), ("--dataset", args.dataset))
                    if value is None]
@@ -268,22 +297,37 @@ def _evaluate(args):
             raise ValueError(f"evaluating generated LDOS images needs {', '.join(missing)} "
                              "(the model file for the baselines, snapshots, attention and "
                              "score field; the dataset split for the truth)")
-        paths = evaluate_diffusion_model(args.predictions, args.output_dir,
-                                         model_path=args.model, dataset_path=args.dataset,
-                                         train_path=args.train)
+
+        def run(directory):
+            return module.evaluate_diffusion_model(args.predictions, directory,
+                                                   model_path=args.model,
+                                                   dataset_path=args.dataset,
+                                                   train_path=args.train)
     elif version == POTENTIAL_PREDICTIONS_FORMAT_VERSION:
-        from .evaluation.p1_potential.evaluate import evaluate_potential_model
+        from .evaluation.p1_potential import evaluate as module
 
-        paths = evaluate_potential_model(args.predictions, args.output_dir,
-                                         dataset_path=args.dataset,
-                                         physics_samples=args.physics_samples)
+        def run(directory):
+            return module.evaluate_potential_model(args.predictions, directory,
+                                                   dataset_path=args.dataset,
+                                                   physics_samples=args.physics_samples)
     else:
-        from .evaluation.p1_parameters.evaluate import evaluate_parameter_model
+        from .evaluation.p1_parameters import evaluate as module
 
-        paths = evaluate_parameter_model(args.predictions, args.output_dir,
-                                         dataset_path=args.dataset)
+        def run(directory):
+            return module.evaluate_parameter_model(args.predictions, directory,
+                                                   dataset_path=args.dataset)
+    output_dir = Path(args.output_dir)
+    names = getattr(module, "OUTPUT_FILES", PARAMETER_EVALUATION_FILES)
+    # Before any work: no output may be an input or (without --force) an existing file.
+    check_outputs([output_dir / name for name in names.values()],
+                  inputs=[("predictions file", args.predictions),
+                          ("dataset file", args.dataset), ("model file", args.model),
+                          ("training split", args.train)], force=args.force)
+    # Written into a staging directory, then moved into place together (or not at all).
+    with staged_directory(output_dir, overwrite=args.force) as stage:
+        paths = run(stage)
     for path in paths.values():
-        print(f"wrote {path}", file=sys.stderr)
+        print(f"wrote {output_dir / Path(path).name}", file=sys.stderr)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -299,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--ids", type=parse_ids, help="ids: '0:100', '7', '1,4,9'")
     simulate.add_argument("--shard", type=int, help="shard number (ids from shard_size)")
     simulate.add_argument("-o", "--output", required=True, help="netCDF file to write")
+    simulate.add_argument("--force", action="store_true",
+                          help="replace an existing output file (never an input)")
     simulate.add_argument("--no-progress", action="store_true", help="no progress bar")
     simulate.add_argument("--on-sample-failure", choices=("fail", "skip"), default="fail",
                           help="after one retry, fail the job (default) or leave the sample out")
@@ -342,6 +388,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="field of each channel of a .npy input")
     predict.add_argument("-o", "--output", required=True, help="netCDF predictions to write")
     predict.add_argument("--figure", help="PNG: first map and predictions (vs truth if known)")
+    predict.add_argument("--force", action="store_true",
+                         help="replace existing output files (never the model or the input)")
     predict.add_argument("--samples-per-trace", type=int,
                          help="P2 diffusion models: LDOS images generated per trace")
     predict.add_argument("--sampler", choices=("ddpm", "ddim"),
@@ -355,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.add_parser("evaluate", help="metrics and figures of a predictions file")
     evaluate.add_argument("predictions", help="netCDF written by mesoinv predict")
     evaluate.add_argument("--output-dir", required=True)
+    evaluate.add_argument("--force", action="store_true",
+                          help="replace existing metrics and figures in the output directory")
     evaluate.add_argument("--dataset", help="the dataset file predicted (adds the Bayes ceiling "
                                             "from the true potentials to the metrics; "
                                             "for potential models: the input PLDOS and the "

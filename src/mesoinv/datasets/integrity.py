@@ -13,6 +13,12 @@
 * :func:`check_writable`, :class:`OutputLock`, :func:`remove_stale_temporaries` — an output that
   cannot be written is refused before any sample is computed, with one line naming the path and
   the cause; two runs into one output are refused; temporary files of dead processes go away.
+* :func:`check_outputs` — the outputs of a command (``predict``, ``simulate``, ``evaluate``),
+  before any work: never one of its inputs, never an existing file unless ``--force``, each
+  writable.
+* :func:`check_samples` — the same invariants and checksums the validation applies, on the
+  samples of a dataset-format file that a model is about to be applied to (``mesoinv
+  predict``); :func:`first_negative` and :func:`conductance_outside` for bare arrays.
 """
 
 import errno
@@ -20,14 +26,17 @@ import fcntl
 import hashlib
 import os
 import resource
+import shutil
 import socket
 from pathlib import Path
 
 import numpy as np
 
 __all__ = ["CHECKSUM_VARIABLE", "sample_digest", "check_p1_physics", "check_p2_physics",
-           "OutputError", "OutputBusyError", "check_writable", "describe_io_error",
-           "OutputLock", "remove_stale_temporaries"]
+           "OutputError", "OutputBusyError", "OutputExistsError", "InputDataError",
+           "check_writable", "check_outputs", "same_file", "describe_io_error", "OutputLock",
+           "remove_stale_temporaries", "check_samples", "first_negative",
+           "conductance_outside", "conductance_bound_text", "DENSITY_VARIABLES"]
 
 #: The per-sample checksum variable of every dataset file (format versions ≥ 2).
 CHECKSUM_VARIABLE = "sample_checksum"
@@ -149,6 +158,139 @@ def check_p2_physics(spec, block: dict, ids: list, first: bool = True,
     return None
 
 
+# -- inputs of a model ------------------------------------------------------------------------
+
+#: Per-sample variables that are densities of states (≥ 0).
+DENSITY_VARIABLES = ("pldos", "ldos")
+
+#: Tolerances of the conductance bounds, e²/h (as in :func:`check_p2_physics`).
+CONDUCTANCE_TOLERANCE = (1e-9, 1e-6)
+
+
+def first_negative(values):
+    """(index tuple, value) of the first negative element of ``values``, or None."""
+    values = np.asarray(values)
+    flat = np.flatnonzero(values < 0)
+    if not len(flat):
+        return None
+    index = np.unravel_index(flat[0], values.shape)
+    return tuple(int(i) for i in index), float(values[index])
+
+
+def conductance_outside(traces, open_channels=None):
+    """(trace, field index, value) of the first conductance outside [0, open channels]
+    (e²/h, per field; tolerances :data:`CONDUCTANCE_TOLERANCE`), or None. ``traces`` is
+    (n, fields); ``open_channels`` a count per field, one count, or None (no upper bound)."""
+    traces = np.asarray(traces, dtype=np.float64)
+    traces = traces.reshape(len(traces), -1) if traces.ndim else traces.reshape(1, 1)
+    limit = (np.broadcast_to(np.asarray(open_channels, dtype=np.float64), traces.shape[-1:])
+             if open_channels is not None else np.full(traces.shape[-1], np.inf))
+    low, high = CONDUCTANCE_TOLERANCE
+    bad = np.argwhere((traces < -low) | (traces > limit + high))
+    if not len(bad):
+        return None
+    row, column = (int(i) for i in bad[0])
+    return row, column, float(traces[row, column])
+
+
+def conductance_bound_text(open_channels, column) -> str:
+    """How a conductance outside its bounds is described (:func:`conductance_outside`)."""
+    if open_channels is None:
+        return "is negative (a conductance is ≥ 0)"
+    counts = np.atleast_1d(np.asarray(open_channels, dtype=np.float64))
+    n = counts[column] if counts.size > 1 else counts[0]
+    return f"is outside [0, {n:g}] (0 to the leads' {n:g} open channels)"
+
+
+def _where(dimensions, index) -> str:
+    return ", ".join(f"{d} {i}" for d, i in zip(dimensions, index))
+
+
+def check_samples(path, positions=None) -> int:
+    """Check the samples a model is about to read, as the validation checks a shard.
+
+    For the rows ``positions`` (default every row) of a dataset-format netCDF file (P1 or P2):
+    every floating-point per-sample value finite, the densities (:data:`DENSITY_VARIABLES`)
+    ≥ 0, the conductance inside [0, open channels] (the file's ``open_channels`` per field),
+    and each sample's stored values equal to its ``sample_checksum`` (when the file has one:
+    format versions ≥ 2). Reads 64 samples at a time.
+
+    Returns
+    -------
+    int
+        The number of samples whose checksum was verified (0 for a file without checksums).
+
+    Raises
+    ------
+    InputDataError
+        ``<path>: sample <id>: …`` naming the variable, the value and where it is.
+    """
+    import netCDF4
+
+    from .kinds import KINDS
+
+    path = Path(path)
+    verified = 0
+    with netCDF4.Dataset(path) as ds:
+        ds.set_auto_maskandscale(False)
+        ids = np.asarray(ds["sample_id"][:], dtype=np.int64)
+        kind = KINDS.get(ds.getncattr("dataset_kind")) if "dataset_kind" in ds.ncattrs() else None
+        names = (list(kind.per_sample_variables) if kind is not None
+                 and all(n in ds.variables for n in kind.per_sample_variables) else
+                 [n for n, v in ds.variables.items()
+                  if v.dimensions[:1] == ("sample",) and n != CHECKSUM_VARIABLE])
+        checksums = (np.asarray(ds[CHECKSUM_VARIABLE][:]) if CHECKSUM_VARIABLE in ds.variables
+                     else None)
+        open_channels = (np.asarray(ds["open_channels"][:], dtype=np.float64)
+                         if "open_channels" in ds.variables else None)
+        fields = np.asarray(ds["field"][:], dtype=np.float64) if "field" in ds.variables \
+            else None
+        rows = sorted({int(p) for p in (range(len(ids)) if positions is None else positions)})
+        for start in range(0, len(rows), 64):
+            chunk = rows[start:start + 64]
+            index = (slice(chunk[0], chunk[-1] + 1) if chunk[-1] - chunk[0] + 1 == len(chunk)
+                     else chunk)
+            block = {name: np.asarray(ds[name][index]) for name in names}
+            for row, position in enumerate(chunk):
+                sample = int(ids[position])
+                for name in names:
+                    value = block[name][row]
+                    dimensions = ds[name].dimensions[1:]
+                    if np.asarray(value).dtype.kind == "f":
+                        bad = np.argwhere(~np.isfinite(np.atleast_1d(value)))
+                        if len(bad):
+                            where = _where(dimensions, bad[0])
+                            shown = np.atleast_1d(value)[tuple(bad[0])]
+                            raise InputDataError(
+                                f"{path}: sample {sample}: {name} = {shown} "
+                                f"{'at ' + where + ' ' if where else ''}is not finite")
+                    if name in DENSITY_VARIABLES:
+                        negative = first_negative(value)
+                        if negative is not None:
+                            raise InputDataError(
+                                f"{path}: sample {sample}: {name} = {negative[1]:.6g} at "
+                                f"{_where(dimensions, negative[0])} is negative (a density of "
+                                "states is ≥ 0)")
+                    if name == "conductance":
+                        outside = conductance_outside(value[None], open_channels)
+                        if outside is not None:
+                            _, column, shown = outside
+                            field = f"B = {fields[column]:g} T" if fields is not None \
+                                else f"field {column}"
+                            raise InputDataError(
+                                f"{path}: sample {sample}: conductance = {shown:.6g} e²/h at "
+                                f"{field} {conductance_bound_text(open_channels, column)}")
+                if checksums is not None:
+                    if sample_digest({name: block[name][row] for name in names}) \
+                            != checksums[position]:
+                        raise InputDataError(
+                            f"{path}: sample {sample} does not match its checksum "
+                            f"({CHECKSUM_VARIABLE}): its stored numbers changed after it was "
+                            "computed (a corrupt or edited file; validation would refuse it)")
+                    verified += 1
+    return verified
+
+
 # -- outputs -----------------------------------------------------------------------------------
 
 class OutputError(RuntimeError):
@@ -157,6 +299,14 @@ class OutputError(RuntimeError):
 
 class OutputBusyError(RuntimeError):
     """Another run holds the output (see :class:`OutputLock`)."""
+
+
+class OutputExistsError(OutputError):
+    """An output exists and ``--force`` was not given, or it is one of the command's inputs."""
+
+
+class InputDataError(ValueError):
+    """Input samples fail an invariant or their checksum; the message names sample and value."""
 
 
 def describe_io_error(error, directory) -> str:
@@ -172,14 +322,17 @@ def describe_io_error(error, directory) -> str:
               errno.EFBIG: "file too large (file-size limit)", errno.ENOTDIR:
               "a parent is not a directory"}
     text = causes.get(code) or str(getattr(error, "strerror", None) or error) or type(error).__name__
-    try:
-        stat = os.statvfs(directory)
-        free = stat.f_bavail * stat.f_frsize
-    except OSError:
-        free = None
     notes = []
-    if free is not None and free < 16 * 2**20 and code not in (errno.ENOSPC,):
-        notes.append(f"disk full? {free / 2**20:.1f} MiB free")
+    # Guess at a full disk only when the error itself does not say what happened (netCDF's
+    # "HDF error", EIO): a read-only file system also reports no free space.
+    if code not in causes:
+        try:
+            stat = os.statvfs(directory)
+            free = stat.f_bavail * stat.f_frsize
+        except OSError:
+            free = None
+        if free is not None and free < 16 * 2**20:
+            notes.append(f"disk full? {free / 2**20:.1f} MiB free")
     soft, _ = resource.getrlimit(resource.RLIMIT_FSIZE)
     if soft != resource.RLIM_INFINITY and code != errno.EFBIG:
         notes.append(f"file-size limit (ulimit -f) {soft:,} bytes")
@@ -199,6 +352,10 @@ def check_writable(path) -> None:
     if path.is_dir():
         raise OutputError(f"cannot write {path}: it is a directory (remove it or choose "
                           "another output path)")
+    blocker = next((a for a in path.parents if a.exists() and not a.is_dir()), None)
+    if blocker is not None:
+        raise OutputError(f"cannot write {path}: a parent is not a directory ({blocker} is a "
+                          "file)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         probe = path.with_name(f".{path.name}.probe-{os.getpid()}")
@@ -207,6 +364,58 @@ def check_writable(path) -> None:
     except OSError as error:
         where = path.parent if path.parent.exists() else path.parent.parent
         raise OutputError(f"cannot write {path}: {describe_io_error(error, where)}") from None
+
+
+def same_file(a, b) -> bool:
+    """Whether two paths name one file: the same inode when both exist (links included),
+    else the same absolute path after resolving symbolic links."""
+    a, b = Path(a), Path(b)
+    try:
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+    except OSError:
+        pass
+    return a.resolve(strict=False) == b.resolve(strict=False)
+
+
+def check_outputs(outputs, *, inputs=(), force: bool = False) -> None:
+    """Refuse a command's outputs before it does any work.
+
+    Parameters
+    ----------
+    outputs : sequence of path-like or None
+        Every file the command will write (None entries are skipped).
+    inputs : sequence of (str, path-like or None)
+        What the command reads, as (description, path): ``("model file", model_path)``.
+    force : bool
+        ``--force``: existing outputs may be replaced (inputs never).
+
+    Raises
+    ------
+    OutputExistsError
+        An output is one of the inputs (always refused), two outputs are one file, or an
+        output exists and ``force`` is false.
+    OutputError
+        An output cannot be written (:func:`check_writable`).
+    """
+    outputs = [Path(p) for p in outputs if p is not None]
+    inputs = [(what, Path(p)) for what, p in inputs if p is not None]
+    for position, path in enumerate(outputs):
+        for what, source in inputs:
+            if same_file(path, source):
+                raise OutputExistsError(
+                    f"refusing to write {path}: it is the {what} {source} (an output never "
+                    "replaces an input, not even with --force; choose another output path)")
+        for other in outputs[:position]:
+            if same_file(path, other):
+                raise OutputExistsError(f"refusing to write {path} twice: two outputs of the "
+                                        "command name the same file")
+        if path.is_dir():
+            check_writable(path)  # "it is a directory"
+        if (path.exists() or path.is_symlink()) and not force:
+            raise OutputExistsError(f"refusing to overwrite existing {path} (give --force to "
+                                    "replace it)")
+        check_writable(path)
 
 
 def _alive(pid: int) -> bool:
@@ -220,8 +429,9 @@ def _alive(pid: int) -> bool:
 
 
 def remove_stale_temporaries(directory, pattern: str) -> list[Path]:
-    """Remove ``directory/pattern`` files named ``…tmp-<pid>`` whose process is gone (a killed
-    job, a full disk): they are never renamed into place, and nothing else would remove them."""
+    """Remove ``directory/pattern`` files (or staging directories) named ``…tmp-<pid>`` whose
+    process is gone (a killed job, a full disk): they are never renamed into place, and nothing
+    else would remove them."""
     removed = []
     directory = Path(directory)
     if not directory.is_dir():
@@ -230,7 +440,10 @@ def remove_stale_temporaries(directory, pattern: str) -> list[Path]:
         pid = path.name.rpartition(".tmp-")[2]
         if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
             try:
-                path.unlink()
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink()
                 removed.append(path)
             except OSError:
                 pass
@@ -251,6 +464,16 @@ class OutputLock:
         self.fd = None
 
     def acquire(self) -> "OutputLock":
+        """Take the lock; a lock file that cannot be created or written (full disk, read-only
+        file system) is an :class:`OutputError` naming it, and leaves no lock file behind."""
+        try:
+            return self._acquire()
+        except OSError as error:
+            where = self.path.parent if self.path.parent.exists() else self.path.parent.parent
+            raise OutputError(f"cannot create the lock file {self.path} of {self.output}: "
+                              f"{describe_io_error(error, where)}") from None
+
+    def _acquire(self) -> "OutputLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
             fd = os.open(self.path, os.O_CREAT | os.O_RDWR, 0o644)
@@ -269,8 +492,16 @@ class OutputLock:
             if same:
                 break
             os.close(fd)  # the holder removed it meanwhile: lock the new file
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
+        except OSError:
+            # we hold the lock: the file is ours to remove (as release does)
+            try:
+                self.path.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+            raise
         self.fd = fd
         return self
 

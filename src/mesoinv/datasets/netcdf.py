@@ -10,6 +10,7 @@ stored values (``sample_checksum``, :mod:`.integrity`). Read them with
 import glob
 import json
 import os
+import shutil
 import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -22,7 +23,8 @@ from .integrity import (CHECKSUM_VARIABLE, OutputError, check_writable, describe
                         remove_stale_temporaries, sample_digest)
 
 __all__ = ["write_p1_netcdf", "read_p1_sample", "read_p1_metadata", "write_p2_netcdf",
-           "read_p2_sample", "read_p2_metadata", "atomic_path", "code_version",
+           "read_p2_sample", "read_p2_metadata", "atomic_path", "atomic_outputs",
+           "staged_directory", "code_version",
            "package_versions", "FORMAT_VERSION", "P2_FORMAT_VERSION", "p1_stored_values",
            "p2_stored_values", "get_attribute", "attribute_value"]
 
@@ -89,11 +91,16 @@ class atomic_path:
     exception, or if the final rename fails, the temporary file is removed and nothing appears
     under ``path``; write failures (full disk, read-only file system, netCDF's bare
     "HDF error") become one :class:`~.integrity.OutputError` naming the path and the cause.
+
+    ``fsync=True`` flushes the file to the disk before the rename and the directory after it,
+    so that not even a node dying right after the rename leaves an empty or truncated file
+    under ``path`` (training checkpoints: :class:`mesoinv.training.trainer.AtomicCheckpointIO`).
     """
 
-    def __init__(self, path):
+    def __init__(self, path, *, fsync: bool = False):
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.tmp = _temporary_name(self.path)
+        self.fsync = fsync
 
     def __enter__(self):
         check_writable(self.path)
@@ -107,10 +114,14 @@ class atomic_path:
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
             try:
+                if self.fsync:
+                    _sync(self.tmp)
                 os.replace(self.tmp, self.path)
             except OSError as error:
                 self.tmp.unlink(missing_ok=True)
                 self._fail(error)
+            if self.fsync:
+                _sync(self.path.parent, directory=True)
             return False
         try:
             self.tmp.unlink(missing_ok=True)
@@ -118,6 +129,164 @@ class atomic_path:
             pass
         if _is_write_error(exc, self.tmp):
             self._fail(exc)
+        return False
+
+
+def _sync(path, directory=False):
+    """fsync a file (errors propagate) or a directory (best effort: not every file system
+    can)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    except OSError:
+        if directory:
+            return
+        raise
+    try:
+        os.fsync(fd)
+    except OSError:
+        if not directory:
+            raise
+    finally:
+        os.close(fd)
+
+
+def _temporary_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def _commit(pairs):
+    """Rename every (temporary, final) pair into place; if one rename fails, remove the finals
+    already renamed and every temporary file left, and raise one OutputError."""
+    placed = []
+    for tmp, path in pairs:
+        try:
+            os.replace(tmp, path)
+        except OSError as error:
+            for done in placed:
+                done.unlink(missing_ok=True)
+            for left, _ in pairs:
+                if left.is_dir() and not left.is_symlink():
+                    shutil.rmtree(left, ignore_errors=True)
+                else:
+                    left.unlink(missing_ok=True)
+            names = ", ".join(str(p) for _, p in pairs)
+            raise OutputError(f"cannot write {path}: {describe_io_error(error, path.parent)} "
+                              f"(none of {names} was written)") from error
+        placed.append(path)
+
+
+class atomic_outputs:
+    """The outputs of one command, written together or not at all.
+
+    Yields one temporary path per output (``None`` stays ``None``), beside its output; the
+    block writes them with any writer (an :class:`atomic_path` inside included). When the
+    block succeeds every temporary file is renamed into place; if a rename fails, the outputs
+    already renamed are removed again. When the block fails, every temporary file is removed
+    and no output appears, so a predictions file never stands without the figure that was
+    asked for with it. Each output is checked writable on entry; errors name the output,
+    never its temporary name.
+    """
+
+    def __init__(self, *paths):
+        self.paths = [None if p is None else Path(p) for p in paths]
+        self.tmps = [None if p is None else _temporary_name(p) for p in self.paths]
+
+    def __enter__(self):
+        for path in self.paths:
+            if path is None:
+                continue
+            check_writable(path)
+            name = glob.escape(path.name)
+            remove_stale_temporaries(path.parent, f".{name}.tmp-*")
+            remove_stale_temporaries(path.parent, f"..{name}.tmp-*")  # an atomic_path inside
+        return list(self.tmps)
+
+    def _pairs(self):
+        return [(t, p) for t, p in zip(self.tmps, self.paths) if p is not None]
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            missing = [p for t, p in self._pairs() if not t.exists()]
+            if missing:
+                for t, _ in self._pairs():
+                    t.unlink(missing_ok=True)
+                raise OutputError(f"cannot write {missing[0]}: nothing was written to it")
+            _commit(self._pairs())
+            return False
+        for tmp, _ in self._pairs():
+            try:
+                tmp.unlink(missing_ok=True)
+            except OSError:
+                pass
+        message = str(exc)
+        renamed = message
+        for tmp, path in self._pairs():
+            renamed = renamed.replace(str(tmp), str(path))
+        if isinstance(exc, OutputError) and renamed != message:
+            raise OutputError(renamed) from exc
+        pairs = self._pairs()
+        named = [p for t, p in pairs
+                 if isinstance(exc, OSError) and exc.filename is not None
+                 and Path(str(exc.filename)).name in (t.name, p.name)]
+        if named or any(_is_write_error(exc, t) for t, _ in pairs):
+            paths = named or [p for _, p in pairs]  # an error that does not say which file
+            raise OutputError(f"cannot write {', '.join(str(p) for p in paths)}: "
+                              f"{describe_io_error(exc, paths[0].parent)}") from exc
+        return False
+
+
+class staged_directory:
+    """Files written into a directory together or not at all (``mesoinv evaluate``).
+
+    Yields a hidden staging directory inside ``directory``; the block writes its files there
+    (under their final names). When the block succeeds, every file of the staging directory
+    moves into ``directory`` (renames within one file system; on a failed rename the ones
+    already moved are removed again) and the staging directory goes; when it fails, the
+    staging directory is removed and ``directory`` is unchanged. Staging directories of dead
+    processes are removed on entry.
+
+    Parameters
+    ----------
+    directory : path-like
+        Created if needed.
+    overwrite : bool
+        Replace files that exist in ``directory`` (``--force``); otherwise a file the block
+        wrote that exists there by then is refused (nothing moves).
+    """
+
+    def __init__(self, directory, *, overwrite: bool = False):
+        self.directory = Path(directory)
+        self.stage = self.directory / f".staged.tmp-{os.getpid()}"
+        self.overwrite = overwrite
+
+    def __enter__(self):
+        check_writable(self.directory / ".staged")
+        remove_stale_temporaries(self.directory, ".staged.tmp-*")
+        shutil.rmtree(self.stage, ignore_errors=True)
+        try:
+            self.stage.mkdir()
+        except OSError as error:
+            raise OutputError(f"cannot write into {self.directory}: "
+                              f"{describe_io_error(error, self.directory)}") from None
+        return self.stage
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            shutil.rmtree(self.stage, ignore_errors=True)
+            if isinstance(exc, OutputError) and str(self.stage) in str(exc):
+                raise OutputError(str(exc).replace(str(self.stage), str(self.directory))) \
+                    from exc
+            return False
+        pairs = [(f, self.directory / f.name) for f in sorted(self.stage.iterdir())]
+        existing = [p for _, p in pairs if p.exists() or p.is_symlink()]
+        if existing and not self.overwrite:
+            shutil.rmtree(self.stage, ignore_errors=True)
+            raise OutputError(f"refusing to overwrite existing {existing[0]} (give --force to "
+                              "replace it); nothing was written")
+        try:
+            _commit(pairs)
+        finally:
+            shutil.rmtree(self.stage, ignore_errors=True)
         return False
 
 

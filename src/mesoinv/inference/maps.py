@@ -87,7 +87,8 @@ def load_npy_maps(npy_path, fields_T):
     FileNotFoundError
         No such file.
     ValueError
-        Another number of dimensions, not as many channels as fields, or NaN or inf in the maps.
+        Another number of dimensions, not as many channels as fields, or a value in the maps
+        that is NaN, infinite or negative (named with its map, channel and site).
     """
     npy_path = Path(npy_path)
     if not npy_path.is_file():
@@ -104,8 +105,14 @@ def load_npy_maps(npy_path, fields_T):
     if maps.shape[1] != len(fields_T):
         raise ValueError(f"{npy_path}: {maps.shape[1]} channel(s) but {len(fields_T)} field(s) "
                          f"given with --fields-T {fields_T}")
-    if not np.all(np.isfinite(maps)):
-        raise ValueError(f"{npy_path}: the maps contain NaN or inf")
+    for what, bad in (("not finite", ~np.isfinite(maps)), ("negative", maps < 0)):
+        where = np.argwhere(bad)
+        if len(where):
+            m, c, x, y = (int(i) for i in where[0])
+            raise ValueError(
+                f"{npy_path}: map {m}, channel {c} (B = {fields_T[c]:g} T), site ({x}, {y}): "
+                f"PLDOS = {float(maps[m, c, x, y]):.6g} is {what}"
+                + (" (a density of states is ≥ 0)" if what == "negative" else ""))
     return maps, fields_T
 
 

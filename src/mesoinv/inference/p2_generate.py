@@ -10,12 +10,25 @@ Inputs
 * :func:`generate_from_csv`: a CSV of field and conductance (format in
   :mod:`mesoinv.inference.traces`).
 
-Before anything is computed the traces are checked against the model's training data with
-:meth:`mesoinv.training.model_file.ModelFile.check_trace`: the field grid (same number of
-points, every field within 1e-6 of the training grid's spacing) and, for a netCDF input, the
-device (``dataset_kind``, W, L, antidot radius, Fermi energy, lattice constant, padding). A
-mismatch is an :class:`~mesoinv.training.model_file.IncompatibleDataError` naming it, and
-nothing is written.
+Before anything is computed:
+
+* the outputs are checked (:func:`mesoinv.datasets.integrity.check_outputs`): never the model
+  or the input file, never an existing file unless ``force``, every one writable — a DDPM run
+  never finds out after its generation that it cannot write;
+* the traces are checked against the model's training data with
+  :meth:`mesoinv.training.model_file.ModelFile.check_trace`: the field grid (same number of
+  points, every field within 1e-6 of the training grid's spacing) and, for a netCDF input, the
+  device (``dataset_kind``, W, L, antidot radius, Fermi energy, lattice constant, padding). A
+  mismatch is an :class:`~mesoinv.training.model_file.IncompatibleDataError` naming it;
+* the traces are validated: finite, 0 ≤ G(B) ≤ the leads' open channels at each field (a
+  netCDF input: its ``open_channels``; a CSV: the model's training data, or at most W channels
+  for a lead W sites wide in older model files), and for a netCDF input every selected sample
+  equal to its ``sample_checksum`` with its stored LDOS ≥ 0
+  (:func:`mesoinv.datasets.integrity.check_samples`); else an
+  :class:`~mesoinv.datasets.integrity.InputDataError` naming the sample or trace and the value.
+
+Generated images that come out NaN or infinite are an error naming the trace, never a file;
+the generated file and the figure are written together or not at all.
 
 Generation
 ----------
@@ -52,17 +65,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..datasets.integrity import (InputDataError, check_outputs, check_samples,
+                                  conductance_bound_text, conductance_outside)
+from ..datasets.netcdf import atomic_outputs
 from ..models.gaussian_diffusion import GaussianDiffusion
 from ..training.model_file import IncompatibleDataError, ModelFile, load_model_file
 from ..training.normalization import LDOSNormalization, TraceNormalization
 from ..training.p2_readers import read_p2_split_info
+from .p1_predict import check_finite_predictions
 from .p2_format import write_generated
 from .selection import select_positions
-from .traces import read_dataset_traces, read_trace_csv
+from .traces import read_dataset_traces, read_sample_ids, read_trace_csv
 
 __all__ = ["GUIDANCE_MAPPING", "SEED_RULE", "SamplingOptions", "load_diffusion_model",
            "resolve_sampling", "trace_seed", "build_network_and_diffusion", "generate_images",
-           "generate_from_dataset", "generate_from_csv"]
+           "generate_from_dataset", "generate_from_csv", "check_trace_values"]
 
 GUIDANCE_MAPPING = ("P2's deformed score gamma*grad log P(x,y) + (1-gamma)*grad log P(x) is "
                     "classifier-free guidance eps = gamma*eps(x_t, trace) + (1-gamma)*"
@@ -266,9 +283,51 @@ def generate_images(model: ModelFile, traces, sample_ids, options: SamplingOptio
 
 # -- entry points -----------------------------------------------------------------------------
 
+def check_trace_values(model: ModelFile, traces, names, fields_T, source) -> None:
+    """Refuse traces with a conductance outside [0, open channels] (e²/h, at each field).
+
+    The bound is the training data's ``open_channels`` per field (model files written since it
+    is stored), else W for a lead W sites wide (``width_sites``: no single-orbital lead of W
+    sites has more open channels), else none above.
+
+    Raises
+    ------
+    InputDataError
+        ``<source>: trace '<name>': conductance = … e²/h at B = … T is outside …``.
+    """
+    meta = model.data_metadata or {}
+    bound = meta.get("open_channels")
+    outside = conductance_outside(traces, bound if bound is not None
+                                  else meta.get("width_sites"))
+    if outside is None:
+        return
+    row, column, value = outside
+    if bound is not None:
+        text = conductance_bound_text(bound, column)
+    elif meta.get("width_sites") is not None:
+        width = int(meta["width_sites"])
+        text = (f"is outside [0, {width}] (a lead {width} sites wide has at most {width} open "
+                "channels)")
+    else:
+        text = conductance_bound_text(None, column)
+    raise InputDataError(f"{source}: trace '{names[row]}': conductance = {value:.6g} e²/h at "
+                         f"B = {float(fields_T[column]):g} T {text}")
+
+
+def _write(output, figure, model, model_path, generated, **kwargs) -> Path:
+    """The generated file and its figure, together or not at all."""
+    with atomic_outputs(output, figure) as (tmp, tmp_figure):
+        write_generated(tmp, model, model_path, generated=generated, **kwargs)
+        if figure is not None:
+            from .p2_figures import plot_generated   # matplotlib only when a figure is wanted
+
+            plot_generated(tmp, tmp_figure)
+    return Path(output)
+
+
 def generate_from_dataset(model_path, input_path, output, *, ids=None, samples_per_trace=None,
                           sampler=None, steps=None, guidance_scale=None, seed=None,
-                          figure=None, device="cpu") -> Path:
+                          figure=None, device="cpu", force: bool = False) -> Path:
     """Generate LDOS images for the traces of a P2 dataset-format netCDF file.
 
     Parameters
@@ -286,17 +345,28 @@ def generate_from_dataset(model_path, input_path, output, *, ids=None, samples_p
     samples_per_trace, sampler, steps, guidance_scale, seed
         ``None`` → the model file's ``sampling`` defaults (:func:`resolve_sampling`).
     figure : path-like, optional
-        PNG of the first trace (:func:`mesoinv.inference.p2_figures.plot_generated`).
+        PNG of the first trace (:func:`mesoinv.inference.p2_figures.plot_generated`), written
+        together with ``output`` or not at all.
     device : str
         Where the network runs (``cpu``, ``cuda``).
+    force : bool
+        Replace an existing ``output`` or ``figure`` (``--force``); never the model or input.
 
     Raises
     ------
+    OutputExistsError, OutputError
+        Before anything is computed.
     IncompatibleDataError
         Another field grid or device than the training data's (nothing written).
+    InputDataError
+        A trace or sample that fails its checks (module docstring; nothing written).
     ValueError
         Not a diffusion model, not a P2 file, unknown ids, bad sampling options.
+    NonFinitePredictionError
+        NaN or inf in the generated images (nothing written).
     """
+    check_outputs([output, figure], inputs=[("model file", model_path),
+                                            ("input file", input_path)], force=force)
     model = load_diffusion_model(model_path)
     input_path = Path(input_path)
     if not input_path.is_file():
@@ -309,24 +379,22 @@ def generate_from_dataset(model_path, input_path, output, *, ids=None, samples_p
             f"{tuple(model.targets['image_shape'])} (trained)")
     options = resolve_sampling(model, samples_per_trace=samples_per_trace, sampler=sampler,
                                steps=steps, guidance_scale=guidance_scale, seed=seed)
+    check_samples(input_path, select_positions(read_sample_ids(input_path), ids, input_path))
     selected = read_dataset_traces(input_path, ids)
+    names = [f"sample {int(i)}" for i in selected.sample_ids]
+    check_trace_values(model, selected.traces, names, info.fields_T, input_path)
     generated = generate_images(model, selected.traces, selected.sample_ids, options,
                                 device=device)
-    path = write_generated(output, model, model_path, sample_ids=selected.sample_ids,
-                           traces=selected.traces, fields_T=info.fields_T, generated=generated,
-                           options=options, input_file=str(input_path), input_kind="dataset",
-                           split=info.split, true_ldos=selected.true_ldos,
-                           true_placements=selected.true_placements)
-    if figure is not None:
-        from .p2_figures import plot_generated   # matplotlib only when a figure is wanted
-
-        plot_generated(path, figure)
-    return path
+    check_finite_predictions(model, generated, [f"{n} of {input_path}" for n in names])
+    return _write(output, figure, model, model_path, generated, sample_ids=selected.sample_ids,
+                  traces=selected.traces, fields_T=info.fields_T, options=options,
+                  input_file=str(input_path), input_kind="dataset", split=info.split,
+                  true_ldos=selected.true_ldos, true_placements=selected.true_placements)
 
 
 def generate_from_csv(model_path, csv_path, output, *, ids=None, samples_per_trace=None,
                       sampler=None, steps=None, guidance_scale=None, seed=None, figure=None,
-                      device="cpu") -> Path:
+                      device="cpu", force: bool = False) -> Path:
     """Generate LDOS images for traces given in a CSV file.
 
     CSV format (:mod:`mesoinv.inference.traces`): a header row ``field_T`` followed by one
@@ -334,7 +402,8 @@ def generate_from_csv(model_path, csv_path, output, *, ids=None, samples_per_tra
     ``trace_name``), one row per field point; G(B) in e²/h, spinless (as the datasets store
     it). The ``field_T`` column (T) must be the model's training grid (its
     ``inputs.fields_T``: same number of points, each within 1e-6 of the grid spacing); another
-    grid or another length raises :class:`IncompatibleDataError` naming it.
+    grid or another length raises :class:`IncompatibleDataError` naming it. Every conductance
+    must lie in [0, open channels] (:func:`check_trace_values`).
 
     A CSV carries no device description: W, L, antidot radius, Fermi energy and lattice
     constant are assumed to be the training data's (the output's ``unchecked`` attribute says
@@ -343,6 +412,8 @@ def generate_from_csv(model_path, csv_path, output, *, ids=None, samples_per_tra
 
     Other parameters and errors as :func:`generate_from_dataset`.
     """
+    check_outputs([output, figure], inputs=[("model file", model_path),
+                                            ("input file", csv_path)], force=force)
     model = load_diffusion_model(model_path)
     fields_T, traces, names = read_trace_csv(csv_path)
     model.check_trace(fields_T=fields_T, metadata={}, source=str(csv_path))
@@ -353,15 +424,13 @@ def generate_from_csv(model_path, csv_path, output, *, ids=None, samples_per_tra
     if not positions:
         raise ValueError(f"{csv_path}: no traces selected")
     traces = traces[positions]
+    names = [names[i] for i in positions]
+    check_trace_values(model, traces, names, fields_T, csv_path)
     generated = generate_images(model, traces, sample_ids[positions], options, device=device)
-    path = write_generated(
-        output, model, model_path, sample_ids=sample_ids[positions], traces=traces,
-        fields_T=fields_T, generated=generated, options=options, input_file=str(csv_path),
-        input_kind="csv", split="unknown", trace_names=[names[i] for i in positions],
+    check_finite_predictions(model, generated, [f"trace '{n}' of {csv_path}" for n in names])
+    return _write(
+        output, figure, model, model_path, generated, sample_ids=sample_ids[positions],
+        traces=traces, fields_T=fields_T, options=options, input_file=str(csv_path),
+        input_kind="csv", split="unknown", trace_names=names,
         extra={"unchecked": "device (W, L, antidot radius, Fermi energy, lattice constant): "
                             "a CSV has none; the training data's are assumed"})
-    if figure is not None:
-        from .p2_figures import plot_generated   # matplotlib only when a figure is wanted
-
-        plot_generated(path, figure)
-    return path

@@ -30,6 +30,7 @@ lists, dicts only):
                         seed, versions, the command.
 """
 
+import errno
 import hashlib
 import math
 from pathlib import Path
@@ -41,7 +42,8 @@ from ..models import EncoderDecoder, FourierCNN, ParameterCNN
 from ..models.p2_unet import ConditionalUNet
 
 __all__ = ["MODEL_FORMAT_VERSION", "ModelFile", "IncompatibleDataError", "NETWORKS",
-           "network_from_spec", "save_model_file", "load_model_file", "file_sha256"]
+           "network_from_spec", "save_model_file", "load_model_file", "file_sha256",
+           "torch_load_problem"]
 
 MODEL_FORMAT_VERSION = "mesoinv-model-1"
 
@@ -76,6 +78,35 @@ def file_sha256(path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def torch_load_problem(error, path=None) -> str:
+    """What a failed ``torch.load(weights_only=True)`` says about the file, in our words.
+
+    torch's own messages are not passed on: for a file holding anything but tensors and plain
+    types they advise ``weights_only=False``, which would run arbitrary code from the file.
+    """
+    size = None
+    if path is not None:
+        try:
+            size = Path(path).stat().st_size
+        except OSError:
+            pass
+    name = type(error).__name__
+    text = str(error)
+    if size == 0:
+        return "the file is empty"
+    if isinstance(error, OSError) and error.errno in (errno.EACCES, errno.EPERM, errno.EIO,
+                                                      errno.EISDIR):
+        return f"it cannot be read: {error.strerror or name}"
+    if isinstance(error, (EOFError, OSError)) or "central directory" in text \
+            or "zip archive" in text:  # torch's reader fails on a cut file with EINVAL, too
+        return f"truncated, or not a torch file ({size} bytes; {name})" if size is not None \
+            else f"truncated, or not a torch file ({name})"
+    if "Unsupported global" in text:
+        return ("it holds Python objects other than tensors, numbers, strings, lists and "
+                "dicts, which mesoinv files never do; it is not loaded")
+    return f"not a torch file ({name})"
 
 
 def save_model_file(path, content: dict) -> Path:
@@ -236,8 +267,8 @@ def load_model_file(path) -> ModelFile:
     try:
         content = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle/zip errors: not a torch file at all
-        raise ValueError(f"{path} is not a mesoinv model file ({type(error).__name__}: "
-                         f"{str(error).splitlines()[0][:200]})") from None
+        raise ValueError(f"{path} is not a mesoinv model file "
+                         f"({torch_load_problem(error, path)})") from None
     if not isinstance(content, dict) or "format_version" not in content:
         raise ValueError(f"{path} is not a mesoinv model file (no format_version)")
     if content["format_version"] != MODEL_FORMAT_VERSION:

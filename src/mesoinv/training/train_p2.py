@@ -2,9 +2,10 @@
 
 The same machinery as P1's :func:`mesoinv.training.train_p1.train_model` (whose helpers it
 reuses): resumable state in ``<state_root>/<hash>/`` outside the workflow's declared outputs,
-the newest of the SLURM hpc checkpoints and ``checkpoints/last.ckpt`` resumed on start (the
-global step continues), Lightning as the one owner of SLURM preemption (SIGURG), plain log
-lines off a terminal, the model file written atomically at the end.
+checkpoints written atomically and the newest usable one of the SLURM hpc checkpoints,
+``checkpoints/last.ckpt`` and ``best.ckpt`` resumed on start (corrupt ones moved aside; the
+global step continues; :mod:`.trainer`), Lightning as the one owner of SLURM preemption
+(SIGURG), plain log lines off a terminal, the model file written atomically at the end.
 
 What differs:
 
@@ -130,6 +131,16 @@ def diffusion_network_spec(architecture: dict, image_size: int, n_fields: int) -
     return {"class": "ConditionalUNet", "kwargs": kwargs}
 
 
+def _open_channels(path) -> dict:
+    """``{"open_channels": [count per field]}`` of a P2 split file (empty when it has none)."""
+    import netCDF4
+
+    with netCDF4.Dataset(path) as ds:
+        if "open_channels" not in ds.variables:
+            return {}
+        return {"open_channels": [int(n) for n in ds["open_channels"][:]]}
+
+
 def _build_network(spec: dict, name: str) -> ConditionalUNet:
     try:
         return ConditionalUNet(**spec["kwargs"])
@@ -176,7 +187,9 @@ def train_diffusion_model(definition: dict, *, train_path, val_path, output, sta
     conditioning trace: variable, units, ``fields_T``, ``n_fields``, and the generated
     ``image_shape``), ``input_normalization`` (= the trace normalisation), ``targets`` (kind
     ``ldos_image``, variable, units, shape, padding), ``data_metadata`` (the P2 attributes of
-    the training split plus ``field_range_T``, ``n_fields``), ``hyperparameters`` (the resolved
+    the training split plus ``field_range_T``, ``n_fields`` and ``open_channels``, the leads'
+    open channels per field: the upper bound of a conductance given to ``mesoinv predict``),
+    ``hyperparameters`` (the resolved
     definition), ``training`` (the record returned). No ``baselines``: inference needs none,
     and the evaluation computes its trace-blind baselines from the training split
     (:mod:`mesoinv.evaluation.p2_generation.evaluate`).
@@ -255,7 +268,8 @@ def train_diffusion_model(definition: dict, *, train_path, val_path, output, sta
         "input_normalization": trace_normalization.to_dict(),
         "targets": {"kind": "ldos_image", "variable": "ldos", "units": "t-1",
                     "image_shape": [height, width], "padding_sites": info.padding},
-        "data_metadata": dict(info.metadata), "hyperparameters": resolved,
+        "data_metadata": {**info.metadata, **_open_channels(train_path)},
+        "hyperparameters": resolved,
         "training": training,
     })
     log.info("%s: wrote %s after %d steps (%s, %.0f s this run)", name, output,

@@ -8,9 +8,19 @@ Resumable state lives in ``<state_dir>/<hash>/`` (checkpoints, CSV logs, SLURM h
 checkpoints), outside the workflow's declared outputs, because Snakemake deletes declared
 outputs before it reruns a job (NOTES §7). The hash covers the model's config entry and the
 content checksums of the train and val splits, so a changed hyperparameter or dataset never
-resumes from stale state. On start, the newest of ``hpc_ckpt_*.ckpt`` (written by Lightning
-when SLURM sends the requeue signal) and ``checkpoints/last.ckpt`` (every
-``checkpoint_every_n_steps``) is resumed, and the global step continues from it.
+resumes from stale state.
+
+Checkpoints are written atomically (:class:`AtomicCheckpointIO`: a temporary file, flushed to
+the disk, renamed into place), so a job killed while saving leaves the previous checkpoint.
+On start (:func:`resume_checkpoint`) every candidate — ``hpc_ckpt_*.ckpt`` (written by
+Lightning when SLURM sends the requeue signal), ``checkpoints/last.ckpt`` (every
+``checkpoint_every_n_steps``) and ``checkpoints/best.ckpt`` — is verified (it loads, holds
+the keys Lightning restores, a step count ≥ 0 and finite weights); a corrupt one (a node that
+died mid-write on a file system that does not honour the rename, a truncated copy) is moved to
+``<state_dir>/corrupt/`` with a warning naming it, and the usable one with the most recent
+training state is resumed (highest global step; at equal steps hpc, last, best, then the
+newest file), the global step continuing from it. With none usable the run starts over,
+with a warning: never a crash on every rerun.
 
 Preemption has one owner: Lightning. Under SLURM it saves an hpc checkpoint and requeues the
 job on SIGURG (``--signal=SIGURG@90`` in profiles/slurm; SIGUSR1 would kill the job-side
@@ -20,6 +30,7 @@ Snakemake); the rule has ``retries: 0``.
 import hashlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -31,15 +42,17 @@ import torch
 from pytorch_lightning.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.plugins.environments import SLURMEnvironment
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 
 from .. import __version__
 from ..datasets.netcdf import atomic_path, code_version, package_versions
 from .loss_curve import plot_loss_curve
-from .model_file import load_model_file
+from .model_file import load_model_file, torch_load_problem
 
 __all__ = ["make_trainer", "load_best_weights", "training_record", "available_cpus",
            "resolve_precision", "devices_and_strategy", "resume_checkpoint", "state_directory",
-           "PlainProgressLog", "training_metrics", "write_training_outputs"]
+           "PlainProgressLog", "training_metrics", "write_training_outputs",
+           "AtomicCheckpointIO", "checkpoint_problem", "CHECKPOINT_KEYS"]
 
 log = logging.getLogger("mesoinv.training")
 
@@ -99,16 +112,120 @@ def _split_identity(path) -> str:
     return f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}"
 
 
-def resume_checkpoint(state_dir) -> Path | None:
-    """The newest of the hpc checkpoints and ``checkpoints/last.ckpt`` (by mtime), or None."""
-    state_dir = Path(state_dir)
-    candidates = list(state_dir.glob("hpc_ckpt_*.ckpt"))
-    last = state_dir / "checkpoints" / "last.ckpt"
-    if last.is_file():
-        candidates.append(last)
-    if not candidates:
+#: Keys of a Lightning checkpoint that a resume restores (a checkpoint lacking one is corrupt).
+CHECKPOINT_KEYS = ("state_dict", "global_step", "epoch", "optimizer_states", "loops")
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, atomic: ``torch.save`` to ``.<name>.tmp-<pid>`` beside
+    the checkpoint, flushed to the disk, renamed over it
+    (:class:`mesoinv.datasets.netcdf.atomic_path`, as shards and splits are written). Every
+    checkpoint goes through it: ``last``, ``best`` and SLURM's ``hpc_ckpt_*``. A failed write
+    (full disk) leaves the previous checkpoint and is one
+    :class:`~mesoinv.datasets.integrity.OutputError` naming the path."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        if storage_options is not None:
+            raise TypeError("AtomicCheckpointIO.save_checkpoint takes no storage_options")
+        with atomic_path(path, fsync=True) as tmp:
+            torch.save(checkpoint, tmp)
+
+
+def checkpoint_problem(path) -> str | None:
+    """Why a checkpoint cannot be resumed from, or None: it must load (``weights_only``), hold
+    :data:`CHECKPOINT_KEYS`, a step count ≥ 0 and finite floating-point weights.
+
+    Raises FileNotFoundError when the file is gone (another rank moved it)."""
+    return _inspect_checkpoint(path)[0]
+
+
+def _inspect_checkpoint(path) -> tuple:
+    """(problem or None, global step or None) of a checkpoint (:func:`checkpoint_problem`)."""
+    try:
+        content = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # truncated, empty, random bytes: any error of the reader
+        return f"cannot be loaded: {torch_load_problem(error, path)}", None
+    if not isinstance(content, dict):
+        return "is not a checkpoint (not a dictionary)", None
+    missing = [key for key in CHECKPOINT_KEYS if key not in content]
+    if missing:
+        return f"lacks {', '.join(missing)}", None
+    step = content["global_step"]
+    if isinstance(step, torch.Tensor) and step.numel() == 1:
+        step = step.item()
+    if (isinstance(step, bool) or not isinstance(step, (int, float))
+            or not math.isfinite(step) or step < 0 or step != int(step)):
+        return f"has global_step {step!r}, not a step count", None
+    if not isinstance(content["state_dict"], dict):
+        return "has no state_dict of weights", None
+    for name, value in content["state_dict"].items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point() \
+                and not bool(torch.isfinite(value).all()):
+            return f"has non-finite weights ({name})", None
+    return None, int(step)
+
+
+def _move_aside(path: Path, state_dir: Path) -> Path | None:
+    """Move a corrupt checkpoint to ``<state_dir>/corrupt/`` (out of Lightning's sight: it
+    looks for hpc checkpoints in ``state_dir`` itself); the destination, or None when the file
+    was gone already (another rank moved it)."""
+    folder = state_dir / "corrupt"
+    folder.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    destination = folder / f"{path.name}.{stamp}"
+    counter = 1
+    while destination.exists():
+        destination = folder / f"{path.name}.{stamp}-{counter}"
+        counter += 1
+    try:
+        os.replace(path, destination)
+    except FileNotFoundError:
         return None
-    return max(candidates, key=lambda p: p.stat().st_mtime_ns)
+    return destination
+
+
+def resume_checkpoint(state_dir) -> Path | None:
+    """The checkpoint a (re)run resumes from: the newest usable one, or None.
+
+    Candidates: ``hpc_ckpt_*.ckpt``, ``checkpoints/last.ckpt``, ``checkpoints/best.ckpt``.
+    Each is verified (:func:`checkpoint_problem`); a corrupt one is moved to
+    ``<state_dir>/corrupt/`` with a warning naming it and the checkpoint used instead (or that
+    the run starts over). Every candidate is verified, not only the chosen one: a corrupt
+    ``best.ckpt`` would otherwise stop the run when its weights are loaded at the end. Of the
+    usable ones the most recent training state wins: the highest global step, then hpc, last,
+    best in that order (``last`` before a ``best`` saved at the same step), then the newest
+    file (mtime).
+    """
+    state_dir = Path(state_dir)
+    order = {"hpc": 0, "last": 1, "best": 2}
+    candidates = [(p, "hpc") for p in state_dir.glob("hpc_ckpt_*.ckpt")]
+    for name in ("last", "best"):
+        path = state_dir / "checkpoints" / f"{name}.ckpt"
+        if path.is_file():
+            candidates.append((path, name))
+
+    usable, corrupt = [], []
+    for path, kind in candidates:
+        try:
+            mtime = path.stat().st_mtime_ns
+            problem, step = _inspect_checkpoint(path)
+        except FileNotFoundError:
+            continue
+        if problem is None:
+            usable.append(((-step, order[kind], -mtime), path))
+            continue
+        destination = _move_aside(path, state_dir)
+        if destination is not None:
+            corrupt.append((path, problem, destination))
+    chosen = min(usable)[1] if usable else None
+    fallback = (f"resuming from {chosen} instead" if chosen is not None else
+                f"no usable checkpoint is left in {state_dir}: training starts over from step 0")
+    for path, problem, destination in corrupt:
+        log.warning("checkpoint %s is corrupt (%s); moved it to %s; %s", path, problem,
+                    destination, fallback)
+    return chosen
 
 
 class PlainProgressLog(Callback):
@@ -146,7 +263,8 @@ def make_trainer(definition: dict, state_dir, *, name: str, has_val: bool, accel
     """The Lightning trainer of every model kind, and its best-``val_loss`` checkpoint callback.
 
     Checkpoints in ``<state_dir>/checkpoints`` (``last`` every ``checkpoint_every_n_steps``,
-    ``best`` when there is a validation split), early stopping when configured and a
+    ``best`` when there is a validation split), written atomically
+    (:class:`AtomicCheckpointIO`), early stopping when configured and a
     validation split exists, plain log lines off a terminal, CSV logs flushed as often as
     checkpoints (a killed run keeps its curve), and Lightning's SLURM environment with SIGURG
     as the requeue signal when it runs under SLURM (module docstring).
@@ -175,7 +293,7 @@ def make_trainer(definition: dict, state_dir, *, name: str, has_val: bool, accel
     if not progress:
         callbacks.append(PlainProgressLog(name, log_every_n_steps))
     callbacks.extend(extra_callbacks)
-    plugins = []
+    plugins = [AtomicCheckpointIO()]
     # Lightning's own test (SLURM_NTASKS set, job name not bash/interactive), with our signal.
     if SLURMEnvironment.detect():
         plugins.append(SLURMEnvironment(auto_requeue=True, requeue_signal=signal.SIGURG))
@@ -184,7 +302,7 @@ def make_trainer(definition: dict, state_dir, *, name: str, has_val: bool, accel
         accelerator=accelerator, devices=devices, strategy=strategy, precision=precision,
         max_epochs=definition["max_epochs"], max_steps=max_steps, callbacks=callbacks,
         logger=CSVLogger(state_dir, name="logs", flush_logs_every_n_steps=every),
-        default_root_dir=state_dir, plugins=plugins or None, enable_progress_bar=progress,
+        default_root_dir=state_dir, plugins=plugins, enable_progress_bar=progress,
         log_every_n_steps=min(log_every_n_steps, 50), deterministic=accelerator == "cpu",
         num_sanity_val_steps=0, enable_model_summary=False)
     return trainer, best
@@ -195,6 +313,11 @@ def load_best_weights(network, best) -> str | None:
     "best val_loss … (step …)", or None when there is no such checkpoint (keep the last)."""
     path = Path(best.best_model_path) if best is not None and best.best_model_path else None
     if path is None or not path.is_file():
+        return None
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        log.warning("best checkpoint %s %s; the model file keeps the last weights", path,
+                    problem)
         return None
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     network.load_state_dict({k.removeprefix("network."): v

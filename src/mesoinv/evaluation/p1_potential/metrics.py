@@ -374,8 +374,9 @@ def reconstruction_metrics(predictions) -> pd.DataFrame:
         ``outside_eq1_relative_rms`` (rms of the predicted potentials' part outside the span
         of Eq. 1 on the file's modes, / rms_true: ≈ 0 for the Fourier CNN and the baselines,
         what the encoder-decoder predicts that no potential of Eq. 1 has; NaN without a fixed
-        s), ``model_kind``, ``nx_sites``, ``ny_sites``, ``dopant_distance_nm``, ``n_train``,
-        ``<m>_ci_low`` / ``<m>_ci_high`` for m in :data:`INTERVAL_METRICS` (95 %), ``baseline`` (:data:`BASELINE_DESCRIPTIONS`, empty for the model), ``command``.
+        s), ``<m>_ci_low`` / ``<m>_ci_high`` for m in :data:`INTERVAL_METRICS` (95 %),
+        ``model_kind``, ``nx_sites``, ``ny_sites``, ``dopant_distance_nm``, ``n_train``,
+        ``baseline`` (:data:`BASELINE_DESCRIPTIONS`, empty for the model), ``command``.
     """
     p = load_evaluated(predictions)
     values = per_sample_scores(p)
@@ -404,9 +405,9 @@ def reconstruction_metrics(predictions) -> pd.DataFrame:
             "rms_true": rms_true,
             "outside_eq1_relative_rms": (outside[name] / rms_true if rms_true > 0
                                          else math.nan),
+            **intervals,
             "model_kind": p.model_kind, "nx_sites": p.shape[0], "ny_sites": p.shape[1],
             "dopant_distance_nm": p.dopant_distance_nm, "n_train": p.n_train,
-            **intervals,
             "baseline": BASELINE_DESCRIPTIONS[name], "command": p.command,
         })
     return pd.DataFrame(rows)
