@@ -219,8 +219,10 @@ def test_csv_on_another_field_grid_or_length_is_refused(splits, model_path, tmp_
                                {"conductance_e2_h": trace}), "field grid differs"),
         "shorter": (_write_csv(tmp_path / "shorter.csv", fields[:-1],
                                {"conductance_e2_h": trace[:-1]}), "5 field points"),
-        "1e-3 T off": (_write_csv(tmp_path / "off.csv", fields + 1e-3,
-                                  {"conductance_e2_h": trace}), "field grid differs"),
+        # 1 % of the grid spacing off: beyond the rounding tolerance (10⁻³ of the spacing)
+        "1 % of a spacing off": (_write_csv(tmp_path / "off.csv",
+                                            fields + 0.01 * (fields[1] - fields[0]),
+                                            {"conductance_e2_h": trace}), "field grid differs"),
     }
     for name, (csv, message) in cases.items():
         with pytest.raises(IncompatibleDataError, match=message):

@@ -200,39 +200,71 @@ def _train(args):
     print(f"wrote {args.output}", file=sys.stderr)
 
 
-def _generate(args):
-    """`mesoinv predict` with a P2 diffusion model: LDOS images generated from traces."""
+def _generate(args, device):
+    """`mesoinv predict` with a P2 diffusion model: LDOS images (maps) generated from G(B)
+    traces."""
     from pathlib import Path
 
-    from .inference.p2_generate import generate_from_csv, generate_from_dataset
+    from .inference.p2_generate import conductance_factor, generate_from_csv, generate_from_dataset
 
     options = {"samples_per_trace": args.samples_per_trace, "sampler": args.sampler,
                "steps": args.steps, "guidance_scale": args.guidance_scale, "seed": args.seed,
-               "figure": args.figure, "force": args.force}
+               "figure": args.figure, "force": args.force, "device": device, "ids": args.ids}
     if Path(args.input).suffix.lower() == ".csv":
-        if args.ids is not None:
-            raise ValueError("--ids selects samples of a netCDF input, not of a CSV file")
-        return generate_from_csv(args.model, args.input, args.output, **options)
-    return generate_from_dataset(args.model, args.input, args.output, ids=args.ids, **options)
+        return generate_from_csv(args.model, args.input, args.output, resample=args.resample,
+                                 conductance_unit=args.conductance_unit or "e2/h", **options)
+    csv_flags = [flag for flag, value in (("--resample", args.resample or None),
+                                          ("--conductance-unit", args.conductance_unit))
+                 if value is not None and value != "e2/h"]
+    if csv_flags:
+        conductance_factor(args.conductance_unit)      # an unknown unit is named first
+        raise ValueError(f"{', '.join(csv_flags)} apply to a CSV of measured traces; a netCDF "
+                         "dataset file is on the model's field grid, in e2/h")
+    return generate_from_dataset(args.model, args.input, args.output, **options)
+
+
+def _generation_summary(path) -> None:
+    """The stderr summary of a generated file: training ensemble, units, antidots found."""
+    import netCDF4
+
+    with netCDF4.Dataset(path) as ds:
+        attrs = {k: ds.getncattr(k) for k in ds.ncattrs()}
+    lines = [f"model: {attrs.get('training_ensemble', 'training ensemble not recorded')}",
+             f"device: {attrs.get('device', 'cpu')}; conductance unit of the input: "
+             f"{attrs.get('conductance_unit_input', 'e2/h')}"
+             + (f" ({attrs['conductance_conversion']})" if "conductance_conversion" in attrs
+                and attrs.get("conductance_unit_input") != "e2/h" else ""),
+             f"antidots: {attrs.get('antidot_summary', '')}"]
+    if "history" in attrs:
+        lines.append(f"resampled: {attrs['history']}")
+    for line in lines:
+        print(line, file=sys.stderr)
 
 
 def _predict(args):
     from pathlib import Path
 
+    from .inference.devices import resolve_device
     from .inference.p1_predict import predict_dataset, predict_npy
     from .training.model_file import load_model_file
 
     diffusion_flags = [flag for flag, value in (
         ("--samples-per-trace", args.samples_per_trace), ("--sampler", args.sampler),
         ("--steps", args.steps), ("--guidance-scale", args.guidance_scale),
-        ("--seed", args.seed)) if value is not None]
+        ("--seed", args.seed), ("--resample", args.resample or None),
+        ("--conductance-unit", args.conductance_unit)) if value is not None]
     from .datasets.integrity import check_outputs
 
     # Before the model is even loaded: an output that is an input, exists, or cannot be
-    # written stops the command at once.
+    # written stops the command at once; so does an unknown or absent device.
     check_outputs([args.output, args.figure],
                   inputs=[("model file", args.model), ("input file", args.input)],
                   force=args.force)
+    device = resolve_device(args.device)
+    if args.conductance_unit is not None:
+        from .inference.p2_generate import conductance_factor
+
+        conductance_factor(args.conductance_unit)
     if load_model_file(args.model).is_diffusion:
         map_flags = [flag for flag, value in (
             ("--lattice-constant-nm", args.lattice_constant_nm), ("--energy-meV", args.energy_meV),
@@ -241,8 +273,9 @@ def _predict(args):
             raise ValueError(f"{', '.join(map_flags)} describe .npy PLDOS maps for P1 models; "
                              "a P2 model reads traces (their field grid is checked against "
                              "the model's)")
-        path = _generate(args)
+        path = _generate(args, device)
         print(f"wrote {path}", file=sys.stderr)
+        _generation_summary(path)
         return
     if diffusion_flags:
         raise ValueError(f"{', '.join(diffusion_flags)} apply to P2 diffusion models only")
@@ -258,10 +291,10 @@ def _predict(args):
         path = predict_npy(args.model, args.input, args.output,
                            lattice_constant_nm=args.lattice_constant_nm,
                            energy_meV=args.energy_meV, fields_T=args.fields_T,
-                           figure=args.figure, force=args.force)
+                           figure=args.figure, force=args.force, device=device)
     else:
         path = predict_dataset(args.model, args.input, args.output, ids=args.ids,
-                               figure=args.figure, force=args.force)
+                               figure=args.figure, force=args.force, device=device)
     print(f"wrote {path}", file=sys.stderr)
 
 
@@ -282,8 +315,10 @@ def _evaluate(args):
     from .datasets.integrity import check_outputs
     from .datasets.netcdf import staged_directory
     from .inference.p1_formats import POTENTIAL_PREDICTIONS_FORMAT_VERSION
+    from .inference.devices import resolve_device
     from .inference.p2_format import GENERATED_FORMAT_VERSION
 
+    device = resolve_device(args.device)
     if not Path(args.predictions).is_file():
         raise FileNotFoundError(f"predictions file {args.predictions} does not exist")
     with netCDF4.Dataset(args.predictions) as ds:
@@ -302,7 +337,7 @@ def _evaluate(args):
             return module.evaluate_diffusion_model(args.predictions, directory,
                                                    model_path=args.model,
                                                    dataset_path=args.dataset,
-                                                   train_path=args.train)
+                                                   train_path=args.train, device=device)
     elif version == POTENTIAL_PREDICTIONS_FORMAT_VERSION:
         from .evaluation.p1_potential import evaluate as module
 
@@ -378,18 +413,40 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--no-progress", action="store_true", help="log lines, no progress bar")
     train.set_defaults(func=_train)
 
-    predict = sub.add_parser("predict", help="apply a trained model to PLDOS maps")
+    predict = sub.add_parser(
+        "predict", help="apply a trained model: P1 models to PLDOS maps, P2 diffusion models "
+                        "to G(B) traces (LDOS images and antidot positions)")
     predict.add_argument("model", help="model file (model.pt)")
-    predict.add_argument("input", help="netCDF file in the dataset format, or a .npy array")
-    predict.add_argument("--ids", type=parse_ids, help="sample ids of a netCDF input")
-    predict.add_argument("--lattice-constant-nm", type=float, help="for a .npy input")
-    predict.add_argument("--energy-meV", type=float, help="Fermi energy, for a .npy input")
+    predict.add_argument("input", help="P1: PLDOS maps, a netCDF file in the dataset format or a "
+                                       ".npy array; P2: G(B) traces, a netCDF file in the "
+                                       "dataset format or a CSV (field_T, then one conductance "
+                                       "column per trace)")
+    predict.add_argument("--ids", type=parse_ids,
+                         help="sample ids of a netCDF input, or trace columns of a CSV "
+                              "(0 = the first after field_T)")
+    predict.add_argument("--lattice-constant-nm", type=float, help="P1: for a .npy input")
+    predict.add_argument("--energy-meV", type=float, help="P1: Fermi energy, for a .npy input")
     predict.add_argument("--fields-T", type=float, nargs="+",
-                         help="field of each channel of a .npy input")
-    predict.add_argument("-o", "--output", required=True, help="netCDF predictions to write")
-    predict.add_argument("--figure", help="PNG: first map and predictions (vs truth if known)")
+                         help="P1: field of each channel of a .npy input")
+    predict.add_argument("-o", "--output", required=True,
+                         help="netCDF to write: P1 predictions, or P2 generated LDOS images")
+    predict.add_argument("--figure", help="PNG: the first map and its predictions (vs truth if "
+                                          "known), or the first trace and its generated images")
     predict.add_argument("--force", action="store_true",
                          help="replace existing output files (never the model or the input)")
+    predict.add_argument("--device", default="cpu", metavar="auto|cpu|cuda",
+                         help="where the network runs: auto (cuda if torch sees a GPU, else "
+                              "cpu), cpu (default) or cuda (an error without a GPU); P2's noise "
+                              "is drawn on the CPU with per-trace seeds either way")
+    predict.add_argument("--resample", action="store_true",
+                         help="P2, CSV traces: interpolate (linearly) a trace measured on another "
+                              "field grid onto the model's, inside the measured range only; "
+                              "recorded in the output. Without it a grid must match the "
+                              "model's within 1e-3 of the grid spacing")
+    predict.add_argument("--conductance-unit", metavar="e2/h|2e2/h",
+                         help="P2, CSV traces: unit of the conductance columns, e2/h (default, "
+                              "spinless, as the datasets) or 2e2/h (spin-degenerate "
+                              "measurements; multiplied by 2 to e2/h); recorded in the output")
     predict.add_argument("--samples-per-trace", type=int,
                          help="P2 diffusion models: LDOS images generated per trace")
     predict.add_argument("--sampler", choices=("ddpm", "ddim"),
@@ -412,6 +469,10 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", help="P2: the model file (baselines, snapshots, attention, "
                                           "score field)")
     evaluate.add_argument("--train", help="P2: the training split (trace-blind baseline)")
+    evaluate.add_argument("--device", default="cpu", metavar="auto|cpu|cuda",
+                          help="P2: where the network runs for the trace-blind baseline, "
+                               "snapshots and score field: auto (cuda if available), cpu "
+                               "(default) or cuda (an error without a GPU)")
     evaluate.add_argument("--physics-samples", type=int, default=100,
                           help="potential models: test samples whose PLDOS is recomputed by the "
                                "simulator from the predicted potential (default 100)")

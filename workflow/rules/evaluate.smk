@@ -125,7 +125,7 @@ rule evaluate_diffusion_model:
     shell:
         "mesoinv evaluate {input.generated} --dataset {input.split} --model {input.model}"
         " --train {input.train} --output-dir results/evaluation/{wildcards.model}"
-        " > {log} 2>&1"
+        " --device auto > {log} 2>&1"
 
 
 rule models_summary:

@@ -39,6 +39,8 @@ rule generate_evaluation_split:
     # P2: LDOS images generated from every trace of the evaluation split (val, as P2, or test;
     # the model's `evaluation_split`), several draws each, with the
     # sampler, steps, guidance and seed of the model's `sampling` block; `mesoinv predict`.
+    # --device auto: the GPU where the job has one (the GPU partition), else the CPU; the
+    # per-trace seeds draw the same noise on both.
     wildcard_constraints:
         model=model_pattern(DIFFUSION_MODEL_KINDS),
     conda:
@@ -46,4 +48,4 @@ rule generate_evaluation_split:
     threads: 2
     shell:
         "mesoinv predict {input.model} {input.split} --output {output.generated}"
-        " --figure {output.figure} > {log} 2>&1"
+        " --figure {output.figure} --device auto > {log} 2>&1"

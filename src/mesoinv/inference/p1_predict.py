@@ -71,8 +71,8 @@ def check_finite_predictions(model: ModelFile, predictions, labels) -> None:
 
 
 @torch.no_grad()
-def predict_images(model: ModelFile, images) -> np.ndarray:
-    """Predictions in physical units, float64.
+def predict_images(model: ModelFile, images, device="cpu") -> np.ndarray:
+    """Predictions in physical units, float64 (the network on ``device``).
 
     ``images`` iterates over stored maps ``(channels, nx, ny)`` (the model's input channels).
     Each map goes through the network alone: a convolution's result may depend in its last
@@ -84,13 +84,13 @@ def predict_images(model: ModelFile, images) -> np.ndarray:
         (maps, targets) for parameter models; (maps, 2 N) real and imaginary parts of the
         coefficients for the Fourier model; (maps, nx, ny) V in meV for the encoder-decoder.
     """
-    network = model.build_network()
+    network = model.build_network().to(device)
     normalization = ImageNormalization.from_dict(model.input_normalization)
     targets = model.target_set
     rows = []
     for image in images:
-        x = torch.from_numpy(normalization(image))[None]
-        rows.append(network(x).double().numpy()[0])
+        x = torch.from_numpy(normalization(image))[None].to(device)
+        rows.append(network(x).double().cpu().numpy()[0])
     if not rows:
         if targets.kind == "potential":
             return np.zeros((0, *model.inputs["image_shape"]))
@@ -99,7 +99,7 @@ def predict_images(model: ModelFile, images) -> np.ndarray:
 
 
 def predict_dataset(model_path, input_path, output, *, ids=None, figure=None,
-                    force: bool = False) -> Path:
+                    force: bool = False, device="cpu") -> Path:
     """Predict every (or the given) sample of a dataset-format netCDF file.
 
     Parameters
@@ -120,6 +120,9 @@ def predict_dataset(model_path, input_path, output, *, ids=None, figure=None,
         together with ``output`` or not at all.
     force : bool
         Replace an existing ``output`` or ``figure`` (``--force``); never the model or input.
+    device : str
+        Where the network runs (``cpu``, ``cuda``;
+        :func:`mesoinv.inference.devices.resolve_device`).
 
     Raises
     ------
@@ -142,7 +145,8 @@ def predict_dataset(model_path, input_path, output, *, ids=None, figure=None,
     check_samples(input_path, positions)
     field_indices = info.field_indices(model.inputs["fields_T"])
     predictions = predict_images(model, iter_images(input_path, field_indices,
-                                                    model.inputs["variable"], positions))
+                                                    model.inputs["variable"], positions),
+                                 device)
     check_finite_predictions(model, predictions,
                              [f"sample {sample_ids[p]} of {input_path}" for p in positions])
     first = None
@@ -172,7 +176,8 @@ def predict_dataset(model_path, input_path, output, *, ids=None, figure=None,
 
 
 def predict_npy(model_path, npy_path, output, *, lattice_constant_nm: float,
-                energy_meV: float, fields_T, figure=None, force: bool = False) -> Path:
+                energy_meV: float, fields_T, figure=None, force: bool = False,
+                device="cpu") -> Path:
     """Predict maps from a ``.npy`` array of shape (nx, ny), (channels, nx, ny) or
     (maps, channels, nx, ny); the channels are the PLDOS (meV⁻¹ per site, as stored by the
     simulator) at ``fields_T`` (tesla), at the given lattice constant (nm) and Fermi energy
@@ -188,7 +193,7 @@ def predict_npy(model_path, npy_path, output, *, lattice_constant_nm: float,
     model.check_data(image_shape=maps.shape[-2:], fields_T=fields_T, metadata=metadata,
                      source=str(npy_path))
     images = select_channels(maps, fields_T, model.inputs["fields_T"])
-    predictions = predict_images(model, images)
+    predictions = predict_images(model, images, device)
     check_finite_predictions(model, predictions,
                              [f"map {i} of {npy_path}" for i in range(len(maps))])
     extra = {"unchecked": "QPC position and width (bare array)"}

@@ -28,6 +28,8 @@ def draw_antidots(ax, centres, radius, color="cyan", linestyle="--", linewidth=1
     from matplotlib.patches import Circle
 
     for cx, cy in np.asarray(centres, dtype=np.float64).reshape(-1, 2):
+        if not (np.isfinite(cx) and np.isfinite(cy)):   # "no antidot found"
+            continue
         ax.add_patch(Circle((cx, cy), radius, fill=False, edgecolor=color, lw=linewidth,
                             linestyle=linestyle))
 
@@ -55,6 +57,8 @@ def plot_generated(generated_path, output, *, trace: int = 0) -> Path:
                               np.asarray(ds["antidot_y_true"][trace])], axis=-1)
                     if "antidot_x_true" in ds.variables else None)
         name = str(ds["trace_name"][trace])
+        counts = (np.asarray(ds["antidot_count"][trace]) if "antidot_count" in ds.variables
+                  else np.isfinite(found).all(-1).sum(-1))
         a = {k: ds.getncattr(k) for k in ds.ncattrs()}
     p = int(a.get("ldos_padding_sites", 0))
     radius = float(a.get("antidot_radius_sites", 0.0))
@@ -65,7 +69,8 @@ def plot_generated(generated_path, output, *, trace: int = 0) -> Path:
     if true is not None:
         images.append(("true LDOS", true, "inferno", true_pos, None))
     for d in range(shown):
-        images.append((f"draw {d}", draws[d], "inferno", true_pos, found[d]))
+        label = {0: ": no antidot found", 1: ": 1 antidot found"}.get(int(counts[d]), "")
+        images.append((f"draw {d}{label}", draws[d], "inferno", true_pos, found[d]))
     images.append((f"mean of {len(draws)} draws", mean, "inferno", true_pos, None))
     images.append(("std over draws", std, "viridis", true_pos, None))
     # One LDOS colour scale: the true image's (generated images are compared with it), else

@@ -24,7 +24,9 @@ variable                    dims                           units    meaning
 ``generated_ldos_mean``     trace, image_x, y              t-1      mean over the draws
 ``generated_ldos_std``      trace, image_x, y              t-1      std over the draws (ddof 0)
 ``antidot_x``/``_y``        trace, draw, antidot           1        centres found by the detector
-                                                                    (site indices i, k)
+                                                                    (site indices i, k); NaN: none
+``antidot_count``           trace, draw                    1        antidots found (0, 1, 2);
+                                                                    0 = "no antidot found"
 ``antidot_depth``           trace, draw, antidot           1        detector depth (0 = clean hole)
 ``ldos_true``               trace, image_x, y              t-1      true LDOS, where known
 ``antidot_x_true``/``_y``   trace, antidot                 1        true centres, where known
@@ -34,7 +36,11 @@ Attributes: ``format_version``, ``sampler``, ``steps`` (T for DDPM), ``eta``, ``
 ``guidance_scale`` and ``guidance_mapping``, ``seed``, ``seed_rule``, ``samples_per_trace``,
 ``num_timesteps``, ``model_name``, ``model_kind``, ``model_file``, ``model_file_sha256``,
 ``training_dataset``, ``split``, ``input_file``, ``input_kind`` (dataset, csv),
-``has_truth``, ``detector``, ``data_metadata`` (JSON), ``image_normalization`` (JSON),
+``has_truth``, ``detector``, ``detector_max_depth``, ``antidot_summary`` (e.g. "no antidot
+found in 1 of 4 images: ..."), ``data_metadata`` (JSON), ``device``, ``conductance_unit_input``,
+the training ensemble (``training_potential_amplitude_t``, … and ``training_ensemble``; CSV
+input also ``conductance_conversion``, and after ``--resample`` ``resampled_from_fields_T`` and
+``history``), ``image_normalization`` (JSON),
 ``lattice_constant_nm``, ``ldos_padding_sites``, ``antidot_radius_sites``, ``command``,
 ``code_version``, ``Conventions``.
 
@@ -61,12 +67,30 @@ if TYPE_CHECKING:
     from .p2_generate import SamplingOptions
 
 __all__ = ["GENERATED_FORMAT_VERSION", "write_generated", "read_generated", "GeneratedFile",
-           "image_coordinates"]
+           "image_coordinates", "antidot_summary"]
 
 GENERATED_FORMAT_VERSION = "mesoinv-generated-ldos-1"
 
 _DETECTOR_TEXT = ("AntidotDetector (mesoinv.inference.antidot_detector): template matching "
-                  "with the exact disk of the training data's antidot radius, half-integer grid")
+                  "with the exact disk of the training data's antidot radius, half-integer grid; "
+                  "a disk counts as an antidot when its depth (mean hole map) is at most "
+                  "detector_max_depth, else 'no antidot found' (NaN centre)")
+
+
+def antidot_summary(counts, names) -> str:
+    """One line on the antidots found per image (counts (n, k)): "no antidot found" where so."""
+    counts = np.asarray(counts).reshape(len(names), -1)
+    total = counts.size
+    if total == 0:
+        return "no images"
+    parts = [f"2 antidots found in {int((counts == 2).sum())} of {total} images"]
+    for c, text in ((1, "only 1 antidot found"), (0, "no antidot found")):
+        where = [f"{names[i]!s} draw {j}" for i, j in zip(*np.nonzero(counts == c))]
+        if where:
+            shown = ", ".join(where[:5]) + (f", … ({len(where) - 5} more)"
+                                            if len(where) > 5 else "")
+            parts.append(f"{text} in {len(where)}: {shown}")
+    return "; ".join(parts)
 
 
 # -- writing ----------------------------------------------------------------------------------
@@ -113,8 +137,8 @@ def write_generated(output, model: ModelFile, model_path, *, sample_ids, traces,
     traces = np.asarray(traces, dtype=np.float64).reshape(n, -1)
     fields_T = np.asarray(fields_T, dtype=np.float64)
     meta = model.data_metadata
-    detection = (AntidotDetector.from_metadata(meta).detect(generated) if n
-                 else None)
+    detector = AntidotDetector.from_metadata(meta)
+    detection = detector.detect(generated) if n else None
     image_x, y = image_coordinates(model)
     names = trace_names or [f"sample {int(s)}" for s in sample_ids]
     seeds = np.array([trace_seed(options.seed, s) for s in sample_ids], dtype=np.int64)
@@ -169,7 +193,11 @@ def write_generated(output, model: ModelFile, model_path, *, sample_ids, traces,
                 variable(ds, name, ("trace", "draw", "antidot"),
                          detection.centres[..., axis] if n else [], "1",
                          f"antidot centre c_{'xy'[axis]} found in the generated image (site "
-                         f"index {'ik'[axis]}; ordered by (c_y, c_x))")
+                         f"index {'ik'[axis]}; ordered by (c_y, c_x); NaN: no antidot found)")
+            variable(ds, "antidot_count", ("trace", "draw"),
+                     detection.count if n else [], "1",
+                     "antidots found in the generated image (0 = no antidot found; a missing "
+                     "one has NaN antidot_x/antidot_y)", "i4")
             variable(ds, "antidot_depth", ("trace", "draw", "antidot"),
                      detection.depth if n else [], "1",
                      "detector depth of the found antidot: mean hole map over its disk "
@@ -197,6 +225,10 @@ def write_generated(output, model: ModelFile, model_path, *, sample_ids, traces,
                 "input_kind": input_kind,
                 "has_truth": np.int32(true_ldos is not None and true_placements is not None),
                 "detector": _DETECTOR_TEXT,
+                "detector_max_depth": float(detector.max_depth)
+                if detector.max_depth is not None else "none",
+                "antidot_summary": antidot_summary(detection.count if n else np.zeros((0, k)),
+                                                   names),
                 "data_metadata": json.dumps(meta, sort_keys=True),
                 "image_normalization": json.dumps(model.image_normalization, sort_keys=True),
                 "lattice_constant_nm": float(meta.get("lattice_constant_nm", float("nan"))),
@@ -225,6 +257,7 @@ class GeneratedFile:
     true_ldos: np.ndarray | None    # (n, image_x, y)
     true_placements: np.ndarray | None  # (n, 2, 2)
     attrs: dict
+    found_count: np.ndarray | None = None  # (n, k) antidots found (older files: None)
 
     @property
     def options(self) -> SamplingOptions:
@@ -272,6 +305,7 @@ def read_generated(path) -> GeneratedFile:
                            if "antidot_x_true" in ds.variables
                            and "antidot_y_true" in ds.variables else None)
         names = [str(v) for v in ds["trace_name"][:]]
+        count = get("antidot_count", np.int64) if "antidot_count" in ds.variables else None
         return GeneratedFile(str(path), get("sample_id", np.int64), names, get("field"),
                              get("conductance"), get("generated_ldos"), found, true_ldos,
-                             true_placements, attrs)
+                             true_placements, attrs, count)

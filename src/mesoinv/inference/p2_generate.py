@@ -17,7 +17,9 @@ Before anything is computed:
   never finds out after its generation that it cannot write;
 * the traces are checked against the model's training data with
   :meth:`mesoinv.training.model_file.ModelFile.check_trace`: the field grid (same number of
-  points, every field within 1e-6 of the training grid's spacing) and, for a netCDF input, the
+  points, every field within 1e-6 of the training grid's spacing; a CSV's grid within
+  :data:`FIELD_GRID_TOLERANCE` = 1e-3 of it is taken as the model's, another one is refused or,
+  with ``resample``, interpolated: "Real data" below) and, for a netCDF input, the
   device (``dataset_kind``, W, L, antidot radius, Fermi energy, lattice constant, padding). A
   mismatch is an :class:`~mesoinv.training.model_file.IncompatibleDataError` naming it;
 * the traces are validated: finite, 0 ≤ G(B) ≤ the leads' open channels at each field (a
@@ -41,11 +43,32 @@ columns set to exactly 0). Options left ``None`` take the model file's ``samplin
 
 Seeds: the draws of a trace come from a ``torch.Generator`` (CPU) seeded with
 :func:`trace_seed` ``(seed, sample_id)``: the first 63 bits of
-``numpy.random.SeedSequence(seed, spawn_key=(sample_id,))``. A trace's images therefore
-depend only on the model, the options, the seed and its own sample id (for a CSV: the column's
-position), not on which other traces are generated with it; each trace is its own batch of
-``samples_per_trace`` images, so not even the last bits of a convolution depend on its
-neighbours. The same call twice gives the same bytes (on the same machine and torch build).
+``numpy.random.SeedSequence(seed, spawn_key=(sample_id,))``. A trace's noise therefore
+depends only on the seed and its own sample id (for a CSV: the column's position), not on
+which other traces are generated with it, on any device (the noise is drawn on the CPU).
+Several traces share a network call (``batch_images``, :func:`generate_images`), so the last
+bits of a convolution may depend on the batch a trace is computed in; the same call twice
+gives the same bytes on the same machine, torch build and device (``--device``, selected by
+:func:`mesoinv.inference.devices.resolve_device`; CPU and GPU agree up to rounding).
+
+Real data (CSV input)
+---------------------
+* Field grid: a CSV grid with as many points as the model's, every field within
+  :data:`FIELD_GRID_TOLERANCE` (10⁻³) × the training grid's spacing of the trained field, is
+  the model's grid written with a few significant digits: it is replaced by the trained grid.
+  Another grid is refused, unless ``resample``: then each trace is interpolated linearly
+  (``numpy.interp``) onto the model's grid, only inside the measured range (a model field
+  outside the measured one, beyond the same tolerance, is refused: no extrapolation), with a
+  warning; the output records ``resampled_from_fields_T`` and a ``history`` line.
+* Conductance unit: ``conductance_unit`` ``e2/h`` (default; spinless, as the datasets) or
+  ``2e2/h`` (a spin-degenerate measurement): values in 2e²/h are multiplied by 2 to e²/h
+  before anything else; recorded as ``conductance_unit_input``. The converted trace must lie
+  in [0, open channels] (:func:`check_trace_values`).
+
+Training ensemble: the disorder amplitude (t), distribution, realisations per configuration,
+number of configurations and split unit of the training data (the model file's
+``data_metadata``) are copied into the output's attributes (``training_*``,
+:func:`training_ensemble`) and summarised in ``training_ensemble``.
 
 Guidance: γ (``guidance_scale``) is P2's deformed score γ ∇log P(x, y) + (1 − γ) ∇log P(x),
 which is classifier-free guidance ε̂ = γ ε(x_t, y) + (1 − γ) ε(x_t, ∅) with the network's
@@ -59,6 +82,7 @@ optionally a figure of its first trace (:func:`mesoinv.inference.p2_figures.plot
 """
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +103,16 @@ from .traces import read_dataset_traces, read_sample_ids, read_trace_csv
 
 __all__ = ["GUIDANCE_MAPPING", "SEED_RULE", "SamplingOptions", "load_diffusion_model",
            "resolve_sampling", "trace_seed", "build_network_and_diffusion", "generate_images",
-           "generate_from_dataset", "generate_from_csv", "check_trace_values"]
+           "generate_from_dataset", "generate_from_csv", "check_trace_values",
+           "FIELD_GRID_TOLERANCE", "CONDUCTANCE_UNITS", "conductance_factor", "match_field_grid",
+           "training_ensemble", "training_ensemble_text"]
+
+#: A CSV field grid is the model's when every field is within this fraction of the training
+#: grid's spacing of the trained field (a grid written with a few significant digits).
+FIELD_GRID_TOLERANCE = 1e-3
+
+#: ``--conductance-unit``: factor to e²/h (spinless, the datasets' unit).
+CONDUCTANCE_UNITS = {"e2/h": 1.0, "2e2/h": 2.0}
 
 GUIDANCE_MAPPING = ("P2's deformed score gamma*grad log P(x,y) + (1-gamma)*grad log P(x) is "
                     "classifier-free guidance eps = gamma*eps(x_t, trace) + (1-gamma)*"
@@ -88,7 +121,8 @@ GUIDANCE_MAPPING = ("P2's deformed score gamma*grad log P(x,y) + (1-gamma)*grad 
 
 SEED_RULE = ("torch.Generator (CPU) per trace seeded with the first 63 bits of "
              "numpy SeedSequence(seed, spawn_key=(sample_id,)).generate_state(1, uint64); "
-             "the trace's draws are one batch")
+             "the noise of a trace's draws comes from its own generator, whichever traces "
+             "share its network call")
 
 
 # -- the model and its options ----------------------------------------------------------------
@@ -314,8 +348,114 @@ def check_trace_values(model: ModelFile, traces, names, fields_T, source) -> Non
                          f"B = {float(fields_T[column]):g} T {text}")
 
 
+def conductance_factor(unit) -> float:
+    """The factor from ``unit`` (``e2/h``, ``2e2/h``; None = ``e2/h``) to e²/h.
+
+    Raises
+    ------
+    ValueError
+        Another unit (one line naming the known ones).
+    """
+    unit = "e2/h" if unit is None else str(unit)
+    if unit not in CONDUCTANCE_UNITS:
+        raise ValueError(f"unknown conductance unit {unit!r} (choose e2/h, or 2e2/h for a "
+                         "spin-degenerate measurement; 2e2/h is multiplied by 2 to e2/h)")
+    return CONDUCTANCE_UNITS[unit]
+
+
+def match_field_grid(model: ModelFile, fields_T, traces, source, *, resample: bool = False):
+    """Put CSV traces on the model's field grid (module docstring, "Real data").
+
+    Returns
+    -------
+    fields_T : ndarray
+        The model's grid (when the given one matches it or was resampled), else the given
+        grid unchanged (for :meth:`ModelFile.check_trace` to refuse, naming the mismatch).
+    traces : ndarray (n, n_fields)
+    resampled_from : ndarray or None
+        The measured grid the traces were interpolated from.
+
+    Raises
+    ------
+    IncompatibleDataError
+        ``resample`` with a model field outside the measured range, or a measured grid that is
+        not strictly monotonic.
+    """
+    given = np.asarray(fields_T, dtype=np.float64)
+    traces = np.asarray(traces, dtype=np.float64)
+    trained = np.asarray([float(f) for f in model.inputs["fields_T"]], dtype=np.float64)
+    spacing = float(np.min(np.abs(np.diff(trained)))) if len(trained) > 1 else 1.0
+    tolerance = max(1e-9, FIELD_GRID_TOLERANCE * spacing)
+    if len(given) == len(trained) and np.max(np.abs(given - trained), initial=0.0) <= tolerance:
+        return trained.copy(), traces, None
+    if not resample:
+        return given, traces, None
+    if len(given) < 2:
+        raise IncompatibleDataError(f"{source}: --resample needs at least 2 measured fields, "
+                                    f"got {len(given)}")
+    steps = np.diff(given)
+    if np.all(steps < 0):
+        given, traces = given[::-1], traces[:, ::-1]
+    elif not np.all(steps > 0):
+        raise IncompatibleDataError(f"{source}: --resample needs a strictly increasing or "
+                                    "decreasing field_T column")
+    low, high = trained.min(), trained.max()
+    if low < given[0] - tolerance or high > given[-1] + tolerance:
+        raise IncompatibleDataError(
+            f"{source}: the model's fields {low:g}…{high:g} T are not inside the measured "
+            f"{given[0]:g}…{given[-1]:g} T; --resample interpolates, it does not extrapolate")
+    resampled = np.stack([np.interp(trained, given, trace) for trace in traces]) \
+        if len(traces) else np.zeros((0, len(trained)))
+    warnings.warn(f"{source}: traces measured on {len(given)} fields {given[0]:g}…"
+                  f"{given[-1]:g} T interpolated linearly onto the model's {len(trained)} "
+                  f"fields {trained[0]:g}…{trained[-1]:g} T (--resample)", stacklevel=2)
+    return trained.copy(), resampled, given
+
+
+#: ``data_metadata`` keys describing the training potentials: attribute ``training_<key>``.
+TRAINING_ENSEMBLE_KEYS = ("potential_amplitude_t", "potential_distribution",
+                          "realizations_per_configuration", "n_configurations", "split_unit",
+                          "dataset_name", "dataset_kind")
+
+
+def training_ensemble(model: ModelFile) -> dict:
+    """The disorder amplitude and ensemble of the model's training data (``data_metadata``),
+    as netCDF attributes ``training_<key>`` plus the text ``training_ensemble``."""
+    meta = model.data_metadata or {}
+    out = {}
+    for key in TRAINING_ENSEMBLE_KEYS:
+        if key in meta and meta[key] is not None:
+            value = meta[key]
+            out[f"training_{key}"] = value if isinstance(value, (str, int, float)) \
+                else str(value)
+    out["training_ensemble"] = training_ensemble_text(model)
+    return out
+
+
+def training_ensemble_text(model: ModelFile) -> str:
+    """One line: the training potentials (for the output and the command's summary)."""
+    meta = model.data_metadata or {}
+    parts = []
+    if meta.get("potential_amplitude_t") is not None:
+        parts.append(f"disorder amplitude A = {float(meta['potential_amplitude_t']):g} t")
+    if meta.get("potential_distribution"):
+        parts.append(str(meta["potential_distribution"]))
+    if meta.get("realizations_per_configuration") is not None:
+        parts.append(f"{int(meta['realizations_per_configuration'])} realisations per antidot "
+                     "placement")
+    if meta.get("n_configurations") is not None:
+        parts.append(f"{int(meta['n_configurations'])} placements in the dataset")
+    if meta.get("split_unit"):
+        parts.append(f"split by {meta['split_unit']}")
+    if not parts:
+        return "training ensemble not recorded in the model file"
+    dataset = meta.get("dataset_name") or model.training.get("dataset")
+    return (f"trained on '{dataset}': " if dataset else "") + "; ".join(parts)
+
+
 def _write(output, figure, model, model_path, generated, **kwargs) -> Path:
     """The generated file and its figure, together or not at all."""
+    kwargs["extra"] = {**training_ensemble(model), **(kwargs.get("extra") or {})}
     with atomic_outputs(output, figure) as (tmp, tmp_figure):
         write_generated(tmp, model, model_path, generated=generated, **kwargs)
         if figure is not None:
@@ -328,7 +468,7 @@ def _write(output, figure, model, model_path, generated, **kwargs) -> Path:
 def generate_from_dataset(model_path, input_path, output, *, ids=None, samples_per_trace=None,
                           sampler=None, steps=None, guidance_scale=None, seed=None,
                           figure=None, device="cpu", force: bool = False) -> Path:
-    """Generate LDOS images for the traces of a P2 dataset-format netCDF file.
+    """Generate LDOS images (maps) for the G(B) traces of a P2 dataset-format netCDF file.
 
     Parameters
     ----------
@@ -348,7 +488,9 @@ def generate_from_dataset(model_path, input_path, output, *, ids=None, samples_p
         PNG of the first trace (:func:`mesoinv.inference.p2_figures.plot_generated`), written
         together with ``output`` or not at all.
     device : str
-        Where the network runs (``cpu``, ``cuda``).
+        Where the network runs: ``cpu``, ``cuda`` or ``auto``
+        (:func:`mesoinv.inference.devices.resolve_device`; ``cuda`` without a GPU is a
+        ValueError before anything is read).
     force : bool
         Replace an existing ``output`` or ``figure`` (``--force``); never the model or input.
 
@@ -365,8 +507,11 @@ def generate_from_dataset(model_path, input_path, output, *, ids=None, samples_p
     NonFinitePredictionError
         NaN or inf in the generated images (nothing written).
     """
+    from .devices import resolve_device
+
     check_outputs([output, figure], inputs=[("model file", model_path),
                                             ("input file", input_path)], force=force)
+    device = resolve_device(device)
     model = load_diffusion_model(model_path)
     input_path = Path(input_path)
     if not input_path.is_file():
@@ -389,21 +534,25 @@ def generate_from_dataset(model_path, input_path, output, *, ids=None, samples_p
     return _write(output, figure, model, model_path, generated, sample_ids=selected.sample_ids,
                   traces=selected.traces, fields_T=info.fields_T, options=options,
                   input_file=str(input_path), input_kind="dataset", split=info.split,
-                  true_ldos=selected.true_ldos, true_placements=selected.true_placements)
+                  true_ldos=selected.true_ldos, true_placements=selected.true_placements,
+                  extra={"conductance_unit_input": "e2/h", "device": device})
 
 
 def generate_from_csv(model_path, csv_path, output, *, ids=None, samples_per_trace=None,
                       sampler=None, steps=None, guidance_scale=None, seed=None, figure=None,
-                      device="cpu", force: bool = False) -> Path:
-    """Generate LDOS images for traces given in a CSV file.
+                      device="cpu", force: bool = False, resample: bool = False,
+                      conductance_unit: str = "e2/h") -> Path:
+    """Generate LDOS images (maps) for G(B) traces given in a CSV file (measured data).
 
     CSV format (:mod:`mesoinv.inference.traces`): a header row ``field_T`` followed by one
     conductance column per trace (``conductance_e2_h`` for one trace; the header becomes
-    ``trace_name``), one row per field point; G(B) in e²/h, spinless (as the datasets store
-    it). The ``field_T`` column (T) must be the model's training grid (its
-    ``inputs.fields_T``: same number of points, each within 1e-6 of the grid spacing); another
-    grid or another length raises :class:`IncompatibleDataError` naming it. Every conductance
-    must lie in [0, open channels] (:func:`check_trace_values`).
+    ``trace_name``), one row per field point. The ``field_T`` column (T) must be the model's
+    training grid (its ``inputs.fields_T``: same number of points, each within
+    :data:`FIELD_GRID_TOLERANCE` × the grid spacing), else, with ``resample``, is interpolated
+    onto it (module docstring, "Real data"); another grid raises
+    :class:`IncompatibleDataError` naming it. ``conductance_unit`` is ``e2/h`` (spinless, as
+    the datasets) or ``2e2/h`` (multiplied by 2). Every converted conductance must lie in
+    [0, open channels] (:func:`check_trace_values`).
 
     A CSV carries no device description: W, L, antidot radius, Fermi energy and lattice
     constant are assumed to be the training data's (the output's ``unchecked`` attribute says
@@ -412,11 +561,22 @@ def generate_from_csv(model_path, csv_path, output, *, ids=None, samples_per_tra
 
     Other parameters and errors as :func:`generate_from_dataset`.
     """
+    from .devices import resolve_device
+
     check_outputs([output, figure], inputs=[("model file", model_path),
                                             ("input file", csv_path)], force=force)
+    factor = conductance_factor(conductance_unit)
+    device = resolve_device(device)
     model = load_diffusion_model(model_path)
     fields_T, traces, names = read_trace_csv(csv_path)
-    model.check_trace(fields_T=fields_T, metadata={}, source=str(csv_path))
+    traces = traces * factor
+    fields_T, traces, resampled_from = match_field_grid(model, fields_T, traces, csv_path,
+                                                        resample=resample)
+    try:
+        model.check_trace(fields_T=fields_T, metadata={}, source=str(csv_path))
+    except IncompatibleDataError as error:
+        raise IncompatibleDataError(f"{error} (--resample interpolates a trace measured on "
+                                    "another grid onto the model's)") from None
     options = resolve_sampling(model, samples_per_trace=samples_per_trace, sampler=sampler,
                                steps=steps, guidance_scale=guidance_scale, seed=seed)
     sample_ids = np.arange(len(traces), dtype=np.int64)
@@ -428,9 +588,21 @@ def generate_from_csv(model_path, csv_path, output, *, ids=None, samples_per_tra
     check_trace_values(model, traces, names, fields_T, csv_path)
     generated = generate_images(model, traces, sample_ids[positions], options, device=device)
     check_finite_predictions(model, generated, [f"trace '{n}' of {csv_path}" for n in names])
+    unit = "e2/h" if conductance_unit is None else str(conductance_unit)
+    extra = {"unchecked": "device (W, L, antidot radius, Fermi energy, lattice constant): "
+                          "a CSV has none; the training data's are assumed",
+             "conductance_unit_input": unit,
+             "conductance_conversion": ("none (input in e2/h)" if factor == 1.0 else
+                                        f"input in {unit} multiplied by {factor:g} to e2/h"),
+             "device": device}
+    if resampled_from is not None:
+        extra["resampled_from_fields_T"] = np.asarray(resampled_from, dtype=np.float64)
+        extra["history"] = (f"conductance interpolated linearly (numpy.interp) from the "
+                            f"{len(resampled_from)} measured fields {resampled_from[0]:g}…"
+                            f"{resampled_from[-1]:g} T of {csv_path} onto the model's "
+                            f"{len(fields_T)} fields {fields_T[0]:g}…{fields_T[-1]:g} T "
+                            "(mesoinv predict --resample)")
     return _write(
         output, figure, model, model_path, generated, sample_ids=sample_ids[positions],
         traces=traces, fields_T=fields_T, options=options, input_file=str(csv_path),
-        input_kind="csv", split="unknown", trace_names=names,
-        extra={"unchecked": "device (W, L, antidot radius, Fermi energy, lattice constant): "
-                            "a CSV has none; the training data's are assumed"})
+        input_kind="csv", split="unknown", trace_names=names, extra=extra)

@@ -105,13 +105,15 @@ def match_positions(found, true, tolerance: float = DEFAULT_TOLERANCE) -> Positi
     found : array (..., 2, 2)
     true : array (..., 2, 2), broadcastable to ``found`` (e.g. (n, 1, 2, 2) for k draws)
     tolerance : float
-        Sites; a sample is correct when both matched distances are ≤ it.
+        Sites; a sample is correct when both matched distances are ≤ it. A NaN centre (the
+        detector found no antidot there) is never correct.
     """
     found = np.asarray(found, dtype=np.float64)
     true = np.broadcast_to(np.asarray(true, dtype=np.float64), found.shape)
     distances, _ = _assignment(found, true)
     return PositionScores(distances, distances.mean(-1),
-                          np.all(distances <= tolerance + GEOMETRY_TOLERANCE, axis=-1),
+                          np.all(distances <= tolerance + GEOMETRY_TOLERANCE, axis=-1)
+                          & np.all(np.isfinite(found), axis=(-2, -1)),
                           np.array(true))
 
 
@@ -221,9 +223,15 @@ def evaluate_positions(found, true, geometry: NanowireGeometry,
         symmetry classes.
     tolerance : float
         Sites (module docstring).
+
+    A centre the detector did not find (NaN, "no antidot found") counts as wrong under every
+    criterion, with a finite error: it is placed at (−(W + L), −(W + L)), outside the wire.
     """
     true = np.asarray(true, dtype=np.float64)
     found = np.asarray(found, dtype=np.float64)
+    if np.isnan(found).any():
+        far = -float(sum(geometry.shape))
+        found = np.where(np.isnan(found).any(axis=-1, keepdims=True), far, found)
     if true.ndim != 3 or true.shape[1:] != (2, 2):
         raise ValueError(f"true placements must have shape (n, 2, 2), got {true.shape}")
     if found.shape[0] != true.shape[0] or found.shape[-2:] != (2, 2) or found.ndim not in (3, 4):
