@@ -279,6 +279,8 @@ def plot_accuracy(metrics: pd.DataFrame, evaluations, tolerance, title, output):
     left.legend(fontsize=7)
     errors = {name: np.asarray(e.strict.error, dtype=np.float64).ravel()
               for name, e in evaluations.items()}
+    # images with a missing antidot have no position error (counted wrong in the accuracy)
+    errors = {name: values[np.isfinite(values)] for name, values in errors.items()}
     high = max(float(np.max(v)) for v in errors.values() if v.size) or 1.0
     bins = np.linspace(0.0, high * 1.02 + 1e-9, 25)
     for name, values in errors.items():
@@ -286,7 +288,7 @@ def plot_accuracy(metrics: pd.DataFrame, evaluations, tolerance, title, output):
                    weights=np.full(values.size, 1.0 / max(values.size, 1)), label=name)
     right.axvline(tolerance, color="k", ls="--", lw=0.8, label="tolerance")
     right.set_xlabel("strict position error (sites, mean of the two antidots)")
-    right.set_ylabel("fraction of images")
+    right.set_ylabel("fraction of images with two antidots found")
     right.legend(fontsize=7)
     fig.suptitle(title, fontsize=9)
     return save_figure(fig, output)

@@ -36,7 +36,11 @@ Intervals (95 %, over traces; :mod:`mesoinv.evaluation.intervals`): ``accuracy_c
 Wilson score intervals of the accuracy with n = the number of traces (a trace's mean over its
 draws counts as that fraction of a success); ``mean_position_error_sites_ci_*`` and
 ``pixel_correlation_mean_ci_*`` are percentile-bootstrap intervals over traces (per-trace
-means over draws resampled). ``oracle_any_draw_correct`` — at least one of a trace's k draws
+means over draws resampled). ``fraction_two_antidots_found``: the fraction of images in which
+the detector found two holes (depth criterion of
+:class:`mesoinv.inference.antidot_detector.AntidotDetector`); the position error is the mean
+over those images only (an image with a missing antidot is wrong, not far).
+``oracle_any_draw_correct`` — at least one of a trace's k draws
 is correct — needs the truth to choose the draw: an oracle, never a headline number.
 """
 
@@ -58,7 +62,7 @@ __all__ = ["METRICS_COLUMNS", "PREDICTORS", "P2_CRITERION", "diffusion_metrics"]
 METRICS_COLUMNS = ["model", "split", "predictor", "criterion", "tolerance_sites", "n_traces",
                    "samples_per_trace", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
                    "accuracy_std_over_draws", "oracle_any_draw_correct",
-                   "mean_position_error_sites", "mean_position_error_sites_ci_low",
+                   "fraction_two_antidots_found", "mean_position_error_sites", "mean_position_error_sites_ci_low",
                    "mean_position_error_sites_ci_high", "pixel_correlation_mean",
                    "pixel_correlation_mean_ci_low", "pixel_correlation_mean_ci_high",
                    "sampler", "steps", "guidance_scale", "baseline", "command"]
@@ -114,6 +118,7 @@ def _rows(evaluation, correlation, *, predictor, draws, common, sampling) -> lis
             "accuracy_std_over_draws": (float(correct.mean(0).std()) if correct.shape[1] > 1
                                         else float("nan")),
             "oracle_any_draw_correct": float(correct.any(1).mean()),
+            "fraction_two_antidots_found": summary[f"both_found_{criterion}"],
             "mean_position_error_sites": summary[f"mean_error_{criterion}_sites"],
             **interval_columns("mean_position_error_sites",
                                _bootstrap_mean(_per_trace(scores.error))),

@@ -198,8 +198,12 @@ class PositionEvaluation:
         for name in CRITERIA:
             scores = getattr(self, name)
             out[f"accuracy_{name}"] = float(scores.correct.mean())
-            out[f"mean_error_{name}_sites"] = float(scores.error.mean())
-            out[f"median_error_{name}_sites"] = float(np.median(scores.error))
+            found = np.isfinite(scores.error)
+            out[f"both_found_{name}"] = float(found.mean())
+            out[f"mean_error_{name}_sites"] = (float(scores.error[found].mean()) if found.any()
+                                               else float("nan"))
+            out[f"median_error_{name}_sites"] = (float(np.median(scores.error[found]))
+                                                 if found.any() else float("nan"))
             if draws > 1:
                 out[f"accuracy_{name}_std_over_draws"] = float(scores.correct.mean(0).std())
                 out[f"any_draw_correct_{name}"] = float(scores.correct.any(1).mean())
@@ -225,11 +229,15 @@ def evaluate_positions(found, true, geometry: NanowireGeometry,
         Sites (module docstring).
 
     A centre the detector did not find (NaN, "no antidot found") counts as wrong under every
-    criterion, with a finite error: it is placed at (−(W + L), −(W + L)), outside the wire.
+    criterion (it is matched as if at (−(W + L), −(W + L)), outside the wire), and the image's
+    position error is NaN: a position error is defined only where both antidots were found,
+    so the mean error describes the images that have two holes, and the fraction of such
+    images is reported beside it (``both_found``).
     """
     true = np.asarray(true, dtype=np.float64)
     found = np.asarray(found, dtype=np.float64)
-    if np.isnan(found).any():
+    missing = np.isnan(found).any(axis=(-2, -1))
+    if missing.any():
         far = -float(sum(geometry.shape))
         found = np.where(np.isnan(found).any(axis=-1, keepdims=True), far, found)
     if true.ndim != 3 or true.shape[1:] != (2, 2):
@@ -238,10 +246,13 @@ def evaluate_positions(found, true, geometry: NanowireGeometry,
         raise ValueError(f"found positions must have shape ({len(true)}, 2, 2) or "
                          f"({len(true)}, k, 2, 2), got {found.shape}")
     broadcast_true = true if found.ndim == 3 else true[:, None]
-    return PositionEvaluation(
-        float(tolerance), match_positions(found, broadcast_true, tolerance),
-        _match_modulo(found, true, tolerance, geometry, constraints, "mirrors"),
-        _match_modulo(found, true, tolerance, geometry, constraints, "classes"))
+    scores = [match_positions(found, broadcast_true, tolerance),
+              _match_modulo(found, true, tolerance, geometry, constraints, "mirrors"),
+              _match_modulo(found, true, tolerance, geometry, constraints, "classes")]
+    if missing.any():
+        for score in scores:
+            score.error = np.where(missing, np.nan, score.error)
+    return PositionEvaluation(float(tolerance), *scores)
 
 
 # -- images -----------------------------------------------------------------------------------
