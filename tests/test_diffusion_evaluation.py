@@ -7,9 +7,7 @@ file format matters here, not the accuracy). Setup copied from tests/test_p2_lea
 """
 
 import dataclasses
-import logging
 import shutil
-import warnings
 from pathlib import Path
 
 import netCDF4
@@ -46,18 +44,7 @@ ARCHITECTURE = {"base_channels": 8, "channel_mults": [1, 2, 2], "groups": 4,
                 "trace_layers": 1, "trace_heads": 4, "condition_channels": 4}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread_quiet():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    level = logging.getLogger("pytorch_lightning").level
-    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module="pytorch_lightning")
-        warnings.filterwarnings("ignore", module="lightning_fabric")
-        yield
-    logging.getLogger("pytorch_lightning").setLevel(level)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_quiet")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,6 @@ minute on one core; the architecture is the real one, only its sizes shrink.
 """
 
 import json
-import logging
-import warnings
 
 import pytest
 import pytorch_lightning as pl
@@ -29,18 +27,7 @@ TINY = {"image_size": IMAGE, "in_channels": 1, "n_fields": FIELDS, "base_channel
 BOTTLENECK_TOKENS = (IMAGE // 4) ** 2
 
 
-@pytest.fixture(autouse=True)
-def _one_thread_quiet():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    level = logging.getLogger("pytorch_lightning").level
-    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module="pytorch_lightning")
-        warnings.filterwarnings("ignore", module="lightning_fabric")
-        yield
-    logging.getLogger("pytorch_lightning").setLevel(level)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_quiet")  # tests/conftest.py
 
 
 def tiny_network(seed: int = 0) -> ConditionalUNet:

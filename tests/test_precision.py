@@ -11,9 +11,7 @@ whatever batch the loader yields). One step per case keeps the file in seconds.
 """
 
 import copy
-import logging
 import typing
-import warnings
 from pathlib import Path
 
 import pytest
@@ -69,18 +67,7 @@ REFUSAL_REASONS = {"16-mixed": "SAM", "16-true": "underflow", "bf16-true": "roun
                    64: "alias", 32: "alias", 16: "alias"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread_quiet():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    level = logging.getLogger("pytorch_lightning").level
-    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module="pytorch_lightning")
-        warnings.filterwarnings("ignore", module="lightning_fabric")
-        yield
-    logging.getLogger("pytorch_lightning").setLevel(level)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_quiet")  # tests/conftest.py
 
 
 def config_with(kind: str, precision) -> dict:

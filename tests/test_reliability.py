@@ -24,7 +24,6 @@ import os
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 
 import netCDF4
@@ -58,18 +57,7 @@ P2_ARCHITECTURE = {"base_channels": 8, "channel_mults": [1, 2, 2], "groups": 4,
                    "trace_layers": 1, "trace_heads": 4, "condition_channels": 4}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread_quiet():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    level = logging.getLogger("pytorch_lightning").level
-    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", module="pytorch_lightning")
-        warnings.filterwarnings("ignore", module="lightning_fabric")
-        yield
-    logging.getLogger("pytorch_lightning").setLevel(level)
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_quiet")  # tests/conftest.py
 
 
 def _splits(name, n_samples, directory):
