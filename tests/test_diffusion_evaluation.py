@@ -25,8 +25,9 @@ from mesoinv.evaluation.p2_generation.placement_baseline import (
 from mesoinv.evaluation.p2_generation.baselines import nearest_training_traces, standardise_traces
 from mesoinv.evaluation.p2_generation.evaluate import OUTPUT_FILES, evaluate_diffusion_model
 from mesoinv.evaluation.p2_generation.metrics import METRICS_COLUMNS
-from mesoinv.evaluation.p2_generation.positions import (DEFAULT_TOLERANCE, match_positions,
-                                                        most_frequent_placement)
+from mesoinv.evaluation.p2_generation.positions import (DEFAULT_TOLERANCE, ldos_scale,
+                                                        match_positions, most_frequent_placement,
+                                                        pixel_correlation)
 from mesoinv.inference.p2_format import GENERATED_FORMAT_VERSION, read_generated, write_generated
 from mesoinv.inference.p2_generate import (generate_from_csv, generate_from_dataset,
                                            generate_images, load_diffusion_model,
@@ -280,6 +281,8 @@ def test_evaluation_of_the_true_images_scores_one(splits, model_path, tmp_path):
     assert (rows["mean_position_error_sites"] == 0.0).all()
     assert rows.loc["strict", "accuracy_std_over_draws"] == 0.0
     assert rows.loc["strict", "pixel_correlation_mean"] == pytest.approx(1.0, abs=1e-6)
+    assert rows.loc["strict", "ldos_mean_ratio"] == pytest.approx(1.0, rel=1e-12)
+    assert rows.loc["strict", "ldos_mse_per_t2"] == 0.0
     assert (rows["n_traces"] == len(truth)).all() and (rows["samples_per_trace"] == 2).all()
     assert rows.loc["strict", "sampler"] == "ddim" and rows.loc["strict", "steps"] == 4
     assert rows.loc["strict", "model"] == "p2_tiny" and rows.loc["strict", "split"] == "val"
@@ -419,3 +422,16 @@ def test_direct_placement_loss_is_swap_invariant_and_the_baseline_learns(splits)
     centres = predict_placements(longer, read_traces(splits["val"]))
     assert centres.shape == (len(read_traces(splits["val"])), 2, 2)
     assert np.all(np.isfinite(centres))
+
+
+def test_ldos_scale_sees_what_the_correlation_ignores():
+    """An image twice as bright correlates perfectly but has mean ratio 2 and the MSE of the
+    truth's own mean square; the padding columns are left out."""
+    rng = np.random.default_rng(1)
+    true = rng.random((3, 8, 5))
+    true[:, :2] = 0.0
+    true[:, -2:] = 0.0
+    ratio, mse = ldos_scale(2 * true[:, None], true, padding=2)
+    np.testing.assert_allclose(ratio, 2.0)
+    np.testing.assert_allclose(mse[:, 0], (true[:, 2:-2] ** 2).mean(axis=(1, 2)))
+    assert pixel_correlation(2 * true[:, None], true, padding=2) == pytest.approx(1.0)

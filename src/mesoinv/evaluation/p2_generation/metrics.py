@@ -40,7 +40,10 @@ means over draws resampled). ``fraction_two_antidots_found``: the fraction of im
 the detector found two holes (depth criterion of
 :class:`mesoinv.inference.antidot_detector.AntidotDetector`); the position error is the mean
 over those images only (an image with a missing antidot is wrong, not far).
-``oracle_any_draw_correct`` — at least one of a trace's k draws
+``ldos_mean_ratio`` (generated over true mean LDOS over the wire, per image, averaged; 1 is the
+right brightness; bootstrap interval over traces) and ``ldos_mse_per_t2`` (mean squared LDOS
+difference over the wire's pixels, t⁻²) see the absolute scale that the pixel correlation
+ignores. ``oracle_any_draw_correct`` — at least one of a trace's k draws
 is correct — needs the truth to choose the draw: an oracle, never a headline number.
 """
 
@@ -54,7 +57,7 @@ import pandas as pd
 from ...inference.antidot_detector import AntidotDetector
 from ...inference.p2_format import GeneratedFile
 from ..intervals import bootstrap_indices, interval_columns, percentile_interval, wilson_interval
-from .positions import CRITERIA, evaluate_positions, pixel_correlation
+from .positions import CRITERIA, evaluate_positions, ldos_scale, pixel_correlation
 
 __all__ = ["METRICS_COLUMNS", "PREDICTORS", "P2_CRITERION", "diffusion_metrics"]
 
@@ -65,7 +68,8 @@ METRICS_COLUMNS = ["model", "split", "predictor", "criterion", "tolerance_sites"
                    "fraction_two_antidots_found", "mean_position_error_sites", "mean_position_error_sites_ci_low",
                    "mean_position_error_sites_ci_high", "pixel_correlation_mean",
                    "pixel_correlation_mean_ci_low", "pixel_correlation_mean_ci_high",
-                   "sampler", "steps", "guidance_scale", "baseline", "command"]
+                   "ldos_mean_ratio", "ldos_mean_ratio_ci_low", "ldos_mean_ratio_ci_high",
+                   "ldos_mse_per_t2", "sampler", "steps", "guidance_scale", "baseline", "command"]
 
 #: Predictors of ``metrics.csv`` and what each is.
 PREDICTORS = {
@@ -101,9 +105,13 @@ def _bootstrap_mean(per_trace: np.ndarray) -> tuple[float, float]:
     return percentile_interval(finite[bootstrap_indices(len(finite))].mean(axis=1))
 
 
-def _rows(evaluation, correlation, *, predictor, draws, common, sampling) -> list:
+def _rows(evaluation, images, true_ldos, padding, *, predictor, draws, common,
+          sampling) -> list:
     summary = evaluation.summary()
+    correlation = pixel_correlation(images, true_ldos, padding)
     correlation_per_trace = _per_trace(correlation) if np.size(correlation) else np.array([])
+    ratio, mse = ldos_scale(images, true_ldos, padding)
+    ratio_per_trace = _per_trace(ratio)
     rows = []
     for criterion in CRITERIA:
         scores = getattr(evaluation, criterion)
@@ -125,6 +133,9 @@ def _rows(evaluation, correlation, *, predictor, draws, common, sampling) -> lis
             "pixel_correlation_mean": float(np.nanmean(correlation)) if np.size(correlation)
             and np.any(np.isfinite(correlation)) else float("nan"),
             **interval_columns("pixel_correlation_mean", _bootstrap_mean(correlation_per_trace)),
+            "ldos_mean_ratio": float(np.nanmean(ratio_per_trace)),
+            **interval_columns("ldos_mean_ratio", _bootstrap_mean(ratio_per_trace)),
+            "ldos_mse_per_t2": float(np.mean(mse)),
             **sampling, "baseline": PREDICTORS[predictor]})
     return rows
 
@@ -170,38 +181,33 @@ def diffusion_metrics(generated: GeneratedFile, *, geometry, constraints, tolera
     rows = []
     evaluations["model"] = evaluate_positions(generated.found, true, geometry, constraints,
                                               tolerance=tolerance)
-    rows += _rows(evaluations["model"],
-                  pixel_correlation(generated.generated, generated.true_ldos, padding),
+    truth = generated.true_ldos
+    rows += _rows(evaluations["model"], generated.generated, truth, padding,
                   predictor="model", draws=generated.generated.shape[1], common=common,
                   sampling=sampling)
     if nearest is not None:
         found = detector.detect(nearest.images).centres
         evaluations["nearest_training_trace"] = evaluate_positions(
             found, true, geometry, constraints, tolerance=tolerance)
-        rows += _rows(evaluations["nearest_training_trace"],
-                      pixel_correlation(nearest.images, generated.true_ldos, padding),
+        rows += _rows(evaluations["nearest_training_trace"], nearest.images, truth, padding,
                       predictor="nearest_training_trace", draws=1, common=common, sampling=none)
     if direct is not None:
         placements, images = direct
         evaluations["direct_placement_model"] = evaluate_positions(
             np.asarray(placements, np.float64), true, geometry, constraints, tolerance=tolerance)
-        rows += _rows(evaluations["direct_placement_model"],
-                      pixel_correlation(np.asarray(images, np.float64), generated.true_ldos,
-                                        padding),
-                      predictor="direct_placement_model", draws=1, common=common,
+        rows += _rows(evaluations["direct_placement_model"], np.asarray(images, np.float64),
+                      truth, padding, predictor="direct_placement_model", draws=1, common=common,
                       sampling=none)
     found = detector.detect(unconditional_images).centres
     evaluations["unconditional"] = evaluate_positions(found, true, geometry, constraints,
                                                       tolerance=tolerance)
-    rows += _rows(evaluations["unconditional"],
-                  pixel_correlation(unconditional_images, generated.true_ldos, padding),
+    rows += _rows(evaluations["unconditional"], unconditional_images, truth, padding,
                   predictor="unconditional", draws=unconditional_images.shape[1],
                   common=common, sampling={**sampling, "guidance_scale": 0.0})
     constant = np.broadcast_to(np.asarray(baseline_placement, np.float64), true.shape)
     evaluations["most_frequent_placement"] = evaluate_positions(
         constant, true, geometry, constraints, tolerance=tolerance)
     image = np.broadcast_to(np.asarray(baseline_image, np.float64), generated.true_ldos.shape)
-    rows += _rows(evaluations["most_frequent_placement"],
-                  pixel_correlation(image, generated.true_ldos, padding),
+    rows += _rows(evaluations["most_frequent_placement"], image, truth, padding,
                   predictor="most_frequent_placement", draws=1, common=common, sampling=none)
     return pd.DataFrame(rows, columns=METRICS_COLUMNS), evaluations

@@ -53,7 +53,7 @@ from ...physics.antidots import PairConstraints, class_members
 from ...physics.nanowire import NanowireGeometry
 
 __all__ = ["PositionScores", "PositionEvaluation", "match_positions", "symmetric_placements",
-           "evaluate_positions", "pixel_correlation", "most_frequent_placement",
+           "evaluate_positions", "pixel_correlation", "ldos_scale", "most_frequent_placement",
            "placement_image", "DEFAULT_TOLERANCE", "CRITERIA"]
 
 #: Default matching tolerance, sites.
@@ -256,6 +256,26 @@ def evaluate_positions(found, true, geometry: NanowireGeometry,
 
 
 # -- images -----------------------------------------------------------------------------------
+
+def ldos_scale(generated, true, padding: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The absolute scale of generated LDOS images, which the pixel correlation ignores.
+
+    Returns ``(ratio, mse)``, each (n,) or (n, k): the ratio of the generated image's mean LDOS
+    over the wire's pixels to the true image's (1 = the right brightness; dimensionless), and
+    the mean squared difference over those pixels (LDOS in states per t per site, so t⁻²).
+    The 2p padding columns are left out, as in :func:`pixel_correlation`.
+    """
+    generated = np.asarray(generated, dtype=np.float64)
+    true = np.asarray(true, dtype=np.float64)
+    if generated.ndim == true.ndim + 1:
+        true = true[:, None]
+    width = true.shape[-2] - 2 * padding
+    g = generated[..., padding:padding + width, :]
+    t = np.broadcast_to(true[..., padding:padding + width, :], g.shape)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = g.mean(axis=(-2, -1)) / t.mean(axis=(-2, -1))
+    return ratio, ((g - t) ** 2).mean(axis=(-2, -1))
+
 
 def pixel_correlation(generated, true, padding: int = 0) -> np.ndarray:
     """Pearson r over the wire's pixels of each generated image with its true image.
