@@ -16,8 +16,9 @@ from mesoinv.inference.p2_generate import (FIELD_GRID_TOLERANCE, generate_from_c
                                            resolve_sampling)
 from mesoinv.training.model_file import IncompatibleDataError
 from mesoinv.training.p2_readers import load_ldos, read_placements, read_traces
-from test_diffusion_evaluation import (_one_thread_quiet, _write_csv, model_path,  # noqa: F401
-                                       splits)
+from test_diffusion_evaluation import _write_csv, model_path, splits  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_thread_quiet")  # tests/conftest.py
 
 
 def _fields(model_path):
@@ -186,15 +187,17 @@ def test_detector_counts_antidots_and_says_none_found(splits, model_path, tmp_pa
     assert np.all(np.isfinite(result.centres[0, 0])) and np.all(np.isnan(result.centres[0, 1]))
     np.testing.assert_array_equal(result.centres[0, 0], true[0, 1])
     assert np.all(np.isnan(result.centres[1]))
-    # accuracy treats a missing antidot as wrong, with a finite error
+    # accuracy treats a missing antidot as wrong
     constraints = read_geometry(path)
     scores = evaluate_positions(result.centres, true[:1].repeat(2, 0), geometry,
                                 constraints[1])
     for name in ("strict", "mirrors", "classes"):
         assert not getattr(scores, name).correct.any()
-        assert np.all(np.isfinite(getattr(scores, name).error))
+        # a missing antidot makes the image wrong and its position error undefined
+        assert np.all(np.isnan(getattr(scores, name).error))
     summary = scores.summary()
-    assert np.isfinite(summary["mean_error_strict_sites"])
+    assert summary["accuracy_strict"] == 0.0 and summary["both_found_strict"] == 0.0
+    assert np.isnan(summary["mean_error_strict_sites"])  # no image with two holes
 
 
 def test_generated_file_and_figure_say_no_antidot_found(model_path, tmp_path):
