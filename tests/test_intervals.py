@@ -33,7 +33,7 @@ def test_bootstrap_interval_covers_a_known_mean():
     indices = bootstrap_indices(50, resamples=500)
     for _ in range(sets):
         x = rng.normal(mu, 1.0, 50)
-        low, high = bootstrap_interval(np.mean, x, indices=indices)
+        low, high = bootstrap_interval(lambda v: v.mean(axis=1), x, indices=indices)
         hits += low <= mu <= high
     assert 0.90 <= hits / sets <= 0.99
 
@@ -41,10 +41,11 @@ def test_bootstrap_interval_covers_a_known_mean():
 def test_bootstrap_is_seeded_and_keeps_pairs():
     x = np.arange(30.0)
     y = 2 * x
-    first = bootstrap_interval(lambda a, b: np.mean(b - 2 * a), x, y)
+    first = bootstrap_interval(lambda a, b: np.mean(b - 2 * a, axis=1), x, y)
     assert first == (0.0, 0.0)  # pairs stay paired: b − 2a is 0 in every resample
-    assert bootstrap_interval(np.median, x) == bootstrap_interval(np.median, x)
-    assert np.isnan(bootstrap_interval(np.mean, np.array([1.0]))[0])
+    median = lambda v: np.median(v, axis=1)  # noqa: E731
+    assert bootstrap_interval(median, x) == bootstrap_interval(median, x)
+    assert np.isnan(bootstrap_interval(lambda v: v.mean(axis=1), np.array([1.0]))[0])
 
 
 def test_interval_columns_names():

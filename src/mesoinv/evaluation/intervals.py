@@ -46,17 +46,19 @@ def bootstrap_indices(n: int, *, resamples: int = BOOTSTRAP_RESAMPLES,
 
 def bootstrap_interval(statistic, *arrays, indices: np.ndarray | None = None,
                        confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Percentile-bootstrap interval of ``statistic(*arrays)`` over the samples (axis 0).
+    """Percentile-bootstrap interval of a statistic over the samples (axis 0).
 
     Parameters
     ----------
     statistic : callable
-        Maps arrays of the same first length to a number (NaN where undefined).
+        Takes the resampled arrays, each of shape (resamples, n, ...), and returns one value
+        per resample (reduce along axis 1; NaN where undefined), e.g.
+        ``lambda e: np.std(e, axis=1)``: all resamples in one vectorised call.
     *arrays : array-like
         Per-sample values, resampled together (pairs stay paired).
     indices : numpy.ndarray, optional
-        Resampled row indices (:func:`bootstrap_indices`); pass the same ones to metrics that
-        are compared, so that their difference is resampled consistently.
+        Resampled row indices (:func:`bootstrap_indices`); by default the module's seeded
+        ones, so metrics of the same samples are resampled alike (paired differences).
 
     Returns
     -------
@@ -70,7 +72,8 @@ def bootstrap_interval(statistic, *arrays, indices: np.ndarray | None = None,
         return float("nan"), float("nan")
     if indices is None:
         indices = bootstrap_indices(n)
-    values = np.array([statistic(*(a[rows] for a in arrays)) for rows in indices], float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        values = statistic(*(a[indices] for a in arrays))
     return percentile_interval(values, confidence)
 
 

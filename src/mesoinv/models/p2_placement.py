@@ -15,6 +15,8 @@ learnable from this much data (the "direct placement model" baseline of a P2 eva
 import torch
 from torch import nn
 
+from .p2_unet import trace_transformer
+
 __all__ = ["PlacementRegressor"]
 
 
@@ -39,10 +41,7 @@ class PlacementRegressor(nn.Module):
         self.n_fields = n_fields
         self.value_embedding = nn.Linear(1, token_dim)
         self.position_embedding = nn.Parameter(0.02 * torch.randn(n_fields, token_dim))
-        layer = nn.TransformerEncoderLayer(token_dim, heads, dim_feedforward=2 * token_dim,
-                                           dropout=0.0, activation="gelu", batch_first=True,
-                                           norm_first=True)
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.encoder = trace_transformer(token_dim, layers, heads)
         self.head = nn.Sequential(nn.LayerNorm(token_dim), nn.Linear(token_dim, hidden),
                                   nn.GELU(), nn.Linear(hidden, 4))
 

@@ -46,7 +46,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SinusoidalTimeEmbedding", "ResidualBlock", "LinearAttention",
+__all__ = ["trace_transformer", "SinusoidalTimeEmbedding", "ResidualBlock", "LinearAttention",
            "MultiHeadSelfAttention", "TraceEncoder", "ConditionalUNet"]
 
 
@@ -193,6 +193,16 @@ class MultiHeadSelfAttention(_ConditionedAttention):
         return out, weights
 
 
+def trace_transformer(token_dim: int, layers: int, heads: int) -> nn.TransformerEncoder:
+    """The pre-norm transformer encoder over a trace's field tokens (GELU, no dropout), shared
+    by the diffusion model's condition and the direct placement regressor."""
+    layer = nn.TransformerEncoderLayer(token_dim, heads, dim_feedforward=2 * token_dim,
+                                       dropout=0.0, activation="gelu", batch_first=True,
+                                       norm_first=True)
+    # enable_nested_tensor only helps padded batches; traces have a fixed length.
+    return nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+
+
 class TraceEncoder(nn.Module):
     """Transformer encoder of a G(B) trace, reshaped to a condition image (P2 Fig. 2).
 
@@ -226,11 +236,7 @@ class TraceEncoder(nn.Module):
         self.condition_channels = condition_channels
         self.value_embedding = nn.Linear(1, token_dim)
         self.position_embedding = nn.Parameter(0.02 * torch.randn(n_fields, token_dim))
-        layer = nn.TransformerEncoderLayer(token_dim, heads, dim_feedforward=2 * token_dim,
-                                           dropout=0.0, activation="gelu", batch_first=True,
-                                           norm_first=True)
-        # enable_nested_tensor only helps padded batches; traces have a fixed length.
-        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.encoder = trace_transformer(token_dim, layers, heads)
         self.null_tokens = nn.Parameter(0.02 * torch.randn(n_fields, token_dim))
         self.to_channels = nn.Sequential(nn.LayerNorm(token_dim),
                                          nn.Linear(token_dim, condition_channels))

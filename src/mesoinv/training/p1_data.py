@@ -40,7 +40,7 @@ from .normalization import ImageNormalization
 from .targets import ScalarTargets, read_variables
 
 __all__ = ["SplitInfo", "read_split_info", "read_targets", "iter_images", "load_images",
-           "StreamedImages", "ImageDataModule", "DATA_MODES", "choose_data_mode", "make_loader"]
+           "StreamedImages", "ProcessLocalNetCDF", "ImageDataModule", "DATA_MODES", "choose_data_mode", "make_loader"]
 
 log = logging.getLogger("mesoinv.training")
 
@@ -131,7 +131,23 @@ def load_images(path, field_indices, normalization: ImageNormalization, variable
     return out
 
 
-class StreamedImages(Dataset):
+class ProcessLocalNetCDF:
+    """Mixin of the streamed datasets: ``self.path`` opened lazily, once per process (netCDF/HDF5
+    handles must not cross a DataLoader worker's fork; NOTES §6), without masking or scaling."""
+
+    _handle = None
+    _pid = None
+
+    def _dataset(self):
+        if self._handle is None or self._pid != os.getpid():
+            # A handle inherited from another process (fork) must not be used: open anew.
+            self._handle = netCDF4.Dataset(self.path)
+            self._handle.set_auto_maskandscale(False)
+            self._pid = os.getpid()
+        return self._handle
+
+
+class StreamedImages(ProcessLocalNetCDF, Dataset):
     """Samples read from the file on demand; the handle is opened in the process that reads.
 
     ``targets`` is either an array held in memory (one row per sample) or, for image targets
@@ -150,21 +166,12 @@ class StreamedImages(Dataset):
         else:
             self.targets, self.target_set = None, targets
         self.variable = variable
-        self._handle = None
-        self._pid = None
         with netCDF4.Dataset(self.path) as ds:
             self._length = int(ds[variable].shape[0])
 
     def __len__(self):
         return self._length
 
-    def _dataset(self):
-        if self._handle is None or self._pid != os.getpid():
-            # A handle inherited from another process (fork) must not be used: open anew.
-            self._handle = netCDF4.Dataset(self.path)
-            self._handle.set_auto_maskandscale(False)
-            self._pid = os.getpid()
-        return self._handle
 
     def _variable(self):
         return self._dataset()[self.variable]

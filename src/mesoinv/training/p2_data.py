@@ -23,7 +23,6 @@ file lazily in each DataLoader worker process (handles are never shared between 
 """
 
 import logging
-import os
 
 import netCDF4
 import numpy as np
@@ -33,7 +32,7 @@ from torch.utils.data import Dataset
 
 from .normalization import (IMAGE_TRANSFORMS, TRACE_TRANSFORMS, LDOSNormalization,
                             TraceNormalization)
-from .p1_data import _Indices, choose_data_mode, make_loader
+from .p1_data import ProcessLocalNetCDF, _Indices, choose_data_mode, make_loader
 from .p2_readers import iter_ldos, read_p2_split_info, read_traces
 
 __all__ = ["load_images", "StreamedP2Samples", "P2DataModule"]
@@ -54,7 +53,7 @@ def load_images(path, normalization: LDOSNormalization, positions=None) -> np.nd
     return out
 
 
-class StreamedP2Samples(Dataset):
+class StreamedP2Samples(ProcessLocalNetCDF, Dataset):
     """``(image, trace)`` read from the file per item; the handle opens lazily per process."""
 
     def __init__(self, path, image_normalization: LDOSNormalization,
@@ -62,21 +61,12 @@ class StreamedP2Samples(Dataset):
         self.path = str(path)
         self.image_normalization = image_normalization
         self.trace_normalization = trace_normalization
-        self._handle = None
-        self._pid = None
         with netCDF4.Dataset(self.path) as ds:
             self._length = int(ds["ldos"].shape[0])
 
     def __len__(self):
         return self._length
 
-    def _dataset(self):
-        if self._handle is None or self._pid != os.getpid():
-            # A handle inherited from another process (fork) must not be used: open anew.
-            self._handle = netCDF4.Dataset(self.path)
-            self._handle.set_auto_maskandscale(False)
-            self._pid = os.getpid()
-        return self._handle
 
     def __getitem__(self, index):
         ds = self._dataset()

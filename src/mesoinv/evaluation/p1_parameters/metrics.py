@@ -30,8 +30,7 @@ import pandas as pd
 from ...inference.p1_formats import Predictions, read_predictions
 from ...physics.disorder import RemoteDopantDisorder
 from ...physics.materials import Material
-from ..intervals import (bootstrap_indices, interval_columns,
-                         percentile_interval)
+from ..intervals import bootstrap_interval, interval_columns
 from .posterior import POSTERIOR_DESCRIPTION, POSTERIOR_TARGETS, potential_posterior_means
 
 __all__ = [
@@ -158,17 +157,15 @@ def error_statistics(predicted, true) -> dict:
     r2 = float(1.0 - ss_res / ss_tot) if n >= 2 and ss_tot > 0 else np.nan
     relative = relative_errors(predicted, true)
     if n >= 2:
-        rows = bootstrap_indices(n)
-        e, t, r = error[rows], true[rows], relative[rows]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            replicates = {
-                "error_std": np.std(e, axis=1),
-                "relative_error_std": np.std(r, axis=1),
-                "rmse": np.sqrt(np.mean(e ** 2, axis=1)),
-                "r2": 1.0 - np.sum(e ** 2, axis=1) / np.sum(
-                    (t - t.mean(axis=1, keepdims=True)) ** 2, axis=1)}
+        statistics = {
+            "error_std": (lambda e: np.std(e, axis=1), error),
+            "relative_error_std": (lambda r: np.std(r, axis=1), relative),
+            "rmse": (lambda e: np.sqrt(np.mean(e ** 2, axis=1)), error),
+            "r2": (lambda e, t: 1.0 - np.sum(e ** 2, axis=1) / np.sum(
+                (t - t.mean(axis=1, keepdims=True)) ** 2, axis=1), error, true)}
         for name in INTERVAL_METRICS:
-            intervals.update(interval_columns(name, percentile_interval(replicates[name])))
+            statistic, *arrays = statistics[name]
+            intervals.update(interval_columns(name, bootstrap_interval(statistic, *arrays)))
     return dict(n=n,
                 error_std=float(np.std(error)),
                 error_mean=float(np.mean(error)),

@@ -38,8 +38,7 @@ import numpy as np
 import pandas as pd
 
 from ...inference.p1_formats import PotentialPredictions, read_potential_predictions
-from ..intervals import (bootstrap_indices, interval_columns, percentile_interval,
-                         wilson_interval)
+from ..intervals import bootstrap_interval, interval_columns, wilson_interval
 from .projection import project_coefficients
 
 __all__ = [
@@ -425,26 +424,20 @@ def _intervals(r_p_defined, rmse_per_sample, true_mean_square) -> dict:
     out = {f"{name}_ci_{side}": math.nan for name in INTERVAL_METRICS
            for side in ("low", "high")}
     m = len(r_p_defined)
-    if m >= 2:
-        rows = bootstrap_indices(m)
-        resampled = r_p_defined[rows]
-        out.update(interval_columns("r_p_mean", percentile_interval(resampled.mean(axis=1))))
-        out.update(interval_columns("r_p_median",
-                                    percentile_interval(np.median(resampled, axis=1))))
-        out.update(interval_columns("r_p_q05",
-                                    percentile_interval(np.percentile(resampled, 5, axis=1))))
+    out.update(interval_columns("r_p_mean", bootstrap_interval(
+        lambda r: r.mean(axis=1), r_p_defined)))
+    out.update(interval_columns("r_p_median", bootstrap_interval(
+        lambda r: np.median(r, axis=1), r_p_defined)))
+    out.update(interval_columns("r_p_q05", bootstrap_interval(
+        lambda r: np.percentile(r, 5, axis=1), r_p_defined)))
     if m >= 1:
         for threshold, name in ((0.9, "fraction_r_p_above_0_9"),
                                 (0.99, "fraction_r_p_above_0_99")):
             out.update(interval_columns(name, wilson_interval(
                 int(np.sum(r_p_defined > threshold)), m)))
-    n = len(rmse_per_sample)
-    if n >= 2:
-        rows = bootstrap_indices(n)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = np.sqrt(np.mean(rmse_per_sample[rows] ** 2, axis=1)
-                            / np.mean(true_mean_square[rows], axis=1))
-        out.update(interval_columns("relative_rmse", percentile_interval(ratio)))
+    out.update(interval_columns("relative_rmse", bootstrap_interval(
+        lambda mse, ms: np.sqrt(np.mean(mse, axis=1) / np.mean(ms, axis=1)),
+        rmse_per_sample ** 2, true_mean_square)))
     return out
 
 

@@ -56,7 +56,7 @@ import pandas as pd
 
 from ...inference.antidot_detector import AntidotDetector
 from ...inference.p2_format import GeneratedFile
-from ..intervals import bootstrap_indices, interval_columns, percentile_interval, wilson_interval
+from ..intervals import bootstrap_interval, interval_columns, wilson_interval
 from .positions import CRITERIA, evaluate_positions, ldos_scale, pixel_correlation
 
 __all__ = ["METRICS_COLUMNS", "PREDICTORS", "P2_CRITERION", "diffusion_metrics"]
@@ -100,9 +100,9 @@ def _per_trace(values) -> np.ndarray:
 
 def _bootstrap_mean(per_trace: np.ndarray) -> tuple[float, float]:
     finite = per_trace[np.isfinite(per_trace)]
-    if len(finite) < 2:
+    if len(finite) == 0:
         return float("nan"), float("nan")
-    return percentile_interval(finite[bootstrap_indices(len(finite))].mean(axis=1))
+    return bootstrap_interval(lambda v: v.mean(axis=1), finite)
 
 
 def _rows(evaluation, images, true_ldos, padding, *, predictor, draws, common,
