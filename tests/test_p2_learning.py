@@ -26,13 +26,15 @@ from mesoinv.evaluation.p2_generation.positions import (evaluate_positions, matc
 from mesoinv.inference.antidot_detector import AntidotDetector, disk_offsets, read_geometry
 from mesoinv.models.gaussian_diffusion import GaussianDiffusion
 from mesoinv.models.p2_unet import ConditionalUNet
-from mesoinv.physics.antidots import antidot_sites, class_members, is_valid_pair
+from mesoinv.physics.antidots import (MIRRORS, antidot_sites, class_members, is_valid_pair,
+                                     mirror_pair)
 from mesoinv.physics.nanowire import pad_image, present_mask, random_potential
 from mesoinv.physics.rgf import lead_self_energies, ldos
 from mesoinv.training import model_file
 from mesoinv.training.normalization import LDOSNormalization, TraceNormalization
 from mesoinv.training.p2_data import P2DataModule
 from mesoinv.training.p2_readers import iter_ldos, load_ldos, read_placements, read_traces
+from mesoinv.training.p2_symmetry import MirrorAugmentation, draw_mirrors, mirror_images
 from mesoinv.training.train_p2 import resolve_definition, train_diffusion_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -469,3 +471,83 @@ def test_bad_definitions_are_refused(splits, tmp_path):
         train_diffusion_model(tiny_definition(precision="16-mixed"), train_path=splits["train"],
                               val_path=splits["val"], output=tmp_path / "m.pt",
                               state_root=tmp_path / "s", progress=False)
+
+
+# --- mirror augmentation ---------------------------------------------------------------------
+def test_mirror_augmentation_maps_image_and_placement_together_and_keeps_the_trace(spec):
+    """The oracle is the physics: the LDOS of the mirrored placement under the mirrored
+    potential, computed independently, is the flipped image, and the detector finds the
+    mirrored centres in it; the trace is returned untouched."""
+    geometry, constraints, p = spec.geometry, spec.constraints, spec.ldos_padding_sites
+    W, L = geometry.shape
+    truth = next(q for q in spec.classes.representatives
+                 if not np.allclose(np.sort(W - 1 - q[:, 0]), np.sort(q[:, 0])))
+    potential = random_potential(np.random.default_rng(7), geometry, spec.potential_amplitude_t)
+    leads = lead_self_energies(W, [0.0], energy=spec.energy_t)
+    image = pad_image(ldos(present_mask(geometry, truth), potential, leads)[0], W + 2 * p)
+    images = torch.from_numpy(np.stack([image] * 4)[:, None])
+    flags_x = torch.tensor([mx for mx, _ in MIRRORS])
+    flags_y = torch.tensor([my for _, my in MIRRORS])
+    mirrored = mirror_images(images, flags_x, flags_y)[:, 0].numpy()
+    detector = AntidotDetector(geometry, constraints, p)
+    for row, (mx, my) in enumerate(MIRRORS):
+        placement = mirror_pair(truth, (W, L), mx, my)
+        pot = potential[::-1] if mx else potential
+        pot = pot[:, ::-1] if my else pot
+        direct = pad_image(ldos(present_mask(geometry, placement), np.ascontiguousarray(pot),
+                                leads)[0], W + 2 * p)
+        np.testing.assert_allclose(mirrored[row], direct, rtol=1e-9, atol=1e-12)
+        found = detector.detect(mirrored[row][None])
+        assert match_positions(found.centres, placement[None], 0.0).correct.all(), (mx, my)
+    np.testing.assert_array_equal(mirrored[0], image)           # identity first
+
+    traces = torch.randn(4, 6)
+    out_images, out_traces = MirrorAugmentation(seed=3)(images, traces, step=11)
+    assert out_traces is traces
+    x, y = draw_mirrors(4, 3, 11)
+    torch.testing.assert_close(out_images, mirror_images(images, x, y), rtol=0, atol=0)
+
+
+def test_mirror_draws_are_seeded_by_step_and_cover_the_group():
+    a = draw_mirrors(64, seed=5, step=9)
+    b = draw_mirrors(64, seed=5, step=9)
+    c = draw_mirrors(64, seed=5, step=10)
+    assert all(torch.equal(u, v) for u, v in zip(a, b))
+    assert not all(torch.equal(u, v) for u, v in zip(a, c))
+    seen = {(bool(x), bool(y)) for x, y in zip(*a)}
+    assert seen == set(MIRRORS)
+
+
+def test_data_module_mirrors_training_batches_only(splits, tmp_path):
+    """Augmented training images are mirror images of the stored ones with the same traces;
+    validation batches are never changed; a tiny training run with mirrors completes."""
+    plain = P2DataModule(splits["train"], splits["val"], batch_size=64, data_mode="ram")
+    plain.setup()
+    module = P2DataModule(splits["train"], splits["val"], batch_size=64, data_mode="ram",
+                          symmetry_augmentation="mirrors", augmentation_seed=2)
+    module.setup()
+
+    class _Trainer:
+        training, global_step = True, 4
+
+    module.trainer = _Trainer()
+    images, traces = plain.train_dataloader().dataset.tensors
+    out_images, out_traces = module.on_after_batch_transfer((images, traces), 0)
+    assert torch.equal(out_traces, traces)
+    x, y = draw_mirrors(len(images), 2, 4)
+    assert torch.equal(out_images, mirror_images(images, x, y))
+    assert not torch.equal(out_images, images)
+    _Trainer.training = False
+    val_images, val_traces = module.on_after_batch_transfer((images, traces), 0)
+    assert val_images is images
+    with pytest.raises(ValueError, match="symmetry_augmentation"):
+        P2DataModule(splits["train"], splits["val"], symmetry_augmentation="translations")
+
+    record = train_diffusion_model(
+        tiny_definition(optimizer={"name": "adam", "learning_rate": 3e-3}, max_steps=4,
+                        symmetry_augmentation="mirrors"),
+        train_path=splits["train"], val_path=splits["val"], output=tmp_path / "model.pt",
+        state_root=tmp_path / "state", progress=False)
+    assert record["global_step"] == 4
+    content = model_file.load_model_file(tmp_path / "model.pt").content
+    assert content["hyperparameters"]["symmetry_augmentation"] == "mirrors"

@@ -79,6 +79,8 @@ import numpy as np
 from .nanowire import NanowireGeometry
 
 __all__ = [
+    "MIRRORS",
+    "mirror_pair",
     "PairConstraints",
     "PairClasses",
     "antidot_sites",
@@ -305,6 +307,36 @@ def _decode(codes, m):
 
 
 # -- public API -------------------------------------------------------------------------------
+
+MIRRORS = ((False, False), (True, False), (False, True), (True, True))
+"""The wire's mirror group {1, Mx, My, MxMy} as (mirror_x, mirror_y) flags, identity first."""
+
+
+def mirror_pair(pair, shape: tuple[int, int], mirror_x: bool, mirror_y: bool) -> np.ndarray:
+    """A placement under the mirrors x → −x (i → W−1−i) and/or y → −y (k → L−1−k).
+
+    Parameters
+    ----------
+    pair : array_like, shape (..., 2, 2)
+        Centres (cx, cy) in sites; leading axes are kept.
+    shape : (int, int)
+        (W, L) of the wire in sites.
+    mirror_x, mirror_y : bool
+
+    Returns
+    -------
+    ndarray, float64, the same shape. Both mirrors keep G(B) (module docstring), and with the
+    disorder potential mirrored too they map one sample onto another exactly (the B = 0 LDOS
+    mirrors with the placement).
+    """
+    out = np.array(pair, dtype=np.float64, copy=True)
+    W, L = shape
+    if mirror_x:
+        out[..., 0] = W - 1 - out[..., 0]
+    if mirror_y:
+        out[..., 1] = L - 1 - out[..., 1]
+    return out
+
 
 def is_valid_pair(geometry: NanowireGeometry, pair, constraints=PairConstraints()) -> bool:
     """Whether a placement [[cx1, cy1], [cx2, cy2]] satisfies the constraints."""

@@ -11,9 +11,11 @@ transforms are described in :mod:`mesoinv.training.normalization`) are fitted on
 the file loads with ``torch.load(weights_only=True)``). The files are read with
 :mod:`mesoinv.training.p2_readers`.
 
-No mirror augmentation is offered: the traces are invariant under the wire's mirrors, but the
-dataset stores one fixed representative per symmetry class (p2.md §6), so mirrored images
-would teach the model two answers for one trace.
+Mirror augmentation (``symmetry_augmentation="mirrors"``, :mod:`mesoinv.training.p2_symmetry`)
+mirrors each training image at random while the trace stays: the traces are invariant under
+the wire's mirrors, the dataset stores one representative per symmetry class (p2.md §6), and
+the model then learns every mirror image as an answer for the trace (scored modulo mirrors).
+Off by default (``none``): the representative is then the one answer, as P2 trains.
 
 Data modes (``data_mode``, as the P1 data module): ``ram`` loads each split once, normalised,
 as float32 tensors; ``stream`` reads one sample per item from its netCDF chunk, opening the
@@ -34,6 +36,7 @@ from .normalization import (IMAGE_TRANSFORMS, TRACE_TRANSFORMS, LDOSNormalizatio
                             TraceNormalization)
 from .p1_data import ProcessLocalNetCDF, _Indices, choose_data_mode, make_loader
 from .p2_readers import iter_ldos, read_p2_split_info, read_traces
+from .p2_symmetry import MIRROR_AUGMENTATIONS, MirrorAugmentation
 
 __all__ = ["load_images", "StreamedP2Samples", "P2DataModule"]
 
@@ -102,6 +105,10 @@ class P2DataModule(pl.LightningDataModule):
         Loader workers; ``auto``: ``max_workers`` for ``stream``, else 0.
     max_workers : int
         Never more workers than this (the job's CPUs per device minus one).
+    symmetry_augmentation : str
+        ``none`` or ``mirrors`` (module docstring): training batches only.
+    augmentation_seed : int
+        Seed of the mirror draws (with the global step).
 
     Raises
     ------
@@ -113,8 +120,15 @@ class P2DataModule(pl.LightningDataModule):
 
     def __init__(self, train_path, val_path, *, image_transform: str = "linear",
                  trace_transform: str = "per_field", batch_size: int = 32,
-                 data_mode: str = "auto", num_workers=0, max_workers: int = 0):
+                 data_mode: str = "auto", num_workers=0, max_workers: int = 0,
+                 symmetry_augmentation: str = "none", augmentation_seed: int = 0):
         super().__init__()
+        if symmetry_augmentation not in MIRROR_AUGMENTATIONS:
+            raise ValueError(f"unknown symmetry_augmentation {symmetry_augmentation!r} (known: "
+                             f"{MIRROR_AUGMENTATIONS})")
+        self.symmetry_augmentation = symmetry_augmentation
+        self._augment = (MirrorAugmentation(augmentation_seed)
+                         if symmetry_augmentation == "mirrors" else None)
         if image_transform not in IMAGE_TRANSFORMS:
             raise ValueError(f"unknown image transform {image_transform!r} (known: "
                              f"{IMAGE_TRANSFORMS})")
@@ -211,11 +225,13 @@ class P2DataModule(pl.LightningDataModule):
         return self._loader("val", shuffle=False)
 
     def on_after_batch_transfer(self, batch, dataloader_idx):
+        trainer = self.trainer
+        training = trainer is not None and trainer.training
         if self.data_mode == "device":
-            trainer = self.trainer
-            split = "train" if trainer is not None and trainer.training else "val"
-            images, traces = self._device_data[split]
+            images, traces = self._device_data["train" if training else "val"]
             batch = (images[batch], traces[batch])
+        if training and self._augment is not None:
+            batch = self._augment(batch[0], batch[1], trainer.global_step)
         return batch
 
     def describe(self) -> dict:
@@ -224,4 +240,5 @@ class P2DataModule(pl.LightningDataModule):
                 "n_train": self.info.n_samples, "n_val": self.val_info.n_samples,
                 "data_mode": self.data_mode, "fields_T": self.fields_T,
                 "image_shape": list(self.info.image_shape), "padding": self.info.padding,
-                "image_transform": self.image_transform, "trace_transform": self.trace_transform}
+                "image_transform": self.image_transform, "trace_transform": self.trace_transform,
+                "symmetry_augmentation": self.symmetry_augmentation}

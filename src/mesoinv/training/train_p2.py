@@ -84,7 +84,7 @@ DEFAULTS = {
     "evaluation_split": "val",
     "batch_size": 32, "max_epochs": 5, "max_steps": None, "precision": "auto", "seed": 0,
     "early_stopping": None, "data_mode": "auto", "num_workers": "auto",
-    "checkpoint_every_n_steps": 200,
+    "checkpoint_every_n_steps": 200, "symmetry_augmentation": "none",
 }
 
 _BLOCKS = ("diffusion", "optimizer", "normalization", "sampling")
@@ -210,7 +210,8 @@ def train_diffusion_model(definition: dict, *, train_path, val_path, output, sta
         train_path, val_path, image_transform=resolved["normalization"]["image"],
         trace_transform=resolved["normalization"]["trace"], batch_size=resolved["batch_size"],
         data_mode=resolved["data_mode"], num_workers=resolved["num_workers"],
-        max_workers=max_workers)
+        max_workers=max_workers, symmetry_augmentation=resolved["symmetry_augmentation"],
+        augmentation_seed=resolved["seed"])
     image_normalization, trace_normalization = datamodule.fit_statistics()
     spec = diffusion_network_spec(resolved["architecture"], datamodule.image_size,
                                   datamodule.n_fields)

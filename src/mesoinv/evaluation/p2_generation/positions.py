@@ -49,7 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...inference.antidot_detector import GEOMETRY_TOLERANCE, disk_offsets
-from ...physics.antidots import PairConstraints, class_members
+from ...physics.antidots import MIRRORS, PairConstraints, class_members, mirror_pair
 from ...physics.nanowire import NanowireGeometry
 
 __all__ = ["PositionScores", "PositionEvaluation", "match_positions", "symmetric_placements",
@@ -131,15 +131,7 @@ def symmetric_placements(true_pair, geometry: NanowireGeometry,
         return pair[None]
     W, L = geometry.shape
     if group == "mirrors":
-        images = [pair]
-        for mx, my in ((True, False), (False, True), (True, True)):
-            image = pair.copy()
-            if mx:
-                image[:, 0] = W - 1 - image[:, 0]
-            if my:
-                image[:, 1] = L - 1 - image[:, 1]
-            images.append(image)
-        return np.stack(images)
+        return np.stack([mirror_pair(pair, (W, L), mx, my) for mx, my in MIRRORS])
     if group == "classes":
         members = class_members(geometry, pair, constraints)
         return np.concatenate([pair[None], members])
