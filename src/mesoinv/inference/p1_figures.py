@@ -39,8 +39,8 @@ def plot_parameter_prediction(predictions_path, first_map, lattice_constant_nm, 
         sample_ids = np.asarray(ds["sample_id"][:])
         model_name = ds.model_name
     panels = 1 + (len(true) if true else 0)
-    fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.8), constrained_layout=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(min(4.2 * panels, 12.6), 3.8),
+                             constrained_layout=True, squeeze=False)
     ax = axes[0, 0]
     if first_map is not None:
         a = lattice_constant_nm or 1.0
@@ -94,9 +94,11 @@ def plot_potential_prediction(predictions_path, first_map, output):
     if true is not None:
         panels += [("true V", true, "RdBu_r", "V (meV)"),
                    ("predicted − true", predicted - true, "PuOr_r", "ΔV (meV)")]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.4),
+    # two rows of two when the error is drawn: readable in a 1400-px window
+    rows, columns = (2, 2) if len(panels) == 4 else (1, len(panels))
+    fig, axes = plt.subplots(rows, columns, figsize=(4.6 * columns, 3.3 * rows + 0.3),
                              constrained_layout=True, squeeze=False)
-    for ax, (title, image, cmap, label) in zip(axes[0], panels):
+    for ax, (title, image, cmap, label) in zip(axes.ravel(), panels):
         if image is None:
             ax.set_axis_off()
             continue

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib import colors
+from matplotlib import colors, ticker
 
 from ...inference.p1_formats import PotentialPredictions
 from ...plotting import plt, save_figure
@@ -29,7 +29,8 @@ from .metrics import (PREDICTORS, coefficient_errors, example_indices, load_eval
                       root_mean_square)
 
 __all__ = ["plot_r_p_histogram", "plot_examples", "plot_error_map", "plot_coefficient_errors",
-           "plot_r_p_by_distance", "plot_pldos_consistency"]
+           "plot_r_p_by_distance", "plot_pldos_consistency", "COEFFICIENT_ERROR_RANGE",
+           "coefficient_error_range"]
 
 _EXAMPLE_NAMES = {"a": "best", "b": "median", "c": "worst"}
 
@@ -55,10 +56,13 @@ class _Frame:
         return (self.x_nm[0] - a / 2, self.x_nm[-1] + a / 2,
                 self.y_nm[0] - a / 2, self.y_nm[-1] + a / 2)
 
-    def draw(self, fig, ax, image, *, cmap, vmin, vmax, label, title=None, leads=True):
+    def draw(self, fig, ax, image, *, cmap, vmin, vmax, label=None, title=None, leads=True):
+        """``image`` (x, y) on ``ax``; a colour bar of its own when ``label`` is given (else
+        the caller draws one shared bar)."""
         shown = ax.imshow(np.asarray(image).T, origin="lower", extent=self.extent, cmap=cmap,
                           vmin=vmin, vmax=vmax, interpolation="nearest")
-        fig.colorbar(shown, ax=ax, label=label, shrink=0.9)
+        if label is not None:
+            fig.colorbar(shown, ax=ax, label=label, shrink=0.9)
         if leads:
             self.mark_leads(ax)
         ax.set_xlabel("x (nm), QPC → drain")
@@ -136,7 +140,8 @@ def plot_r_p_histogram(predictions, output) -> Path:
               bbox=dict(facecolor="white", alpha=0.7, edgecolor="none"))
     left.set_xlabel("r_P of predicted vs true V (Eq. 6), dimensionless")
     left.set_ylabel("counts / N (1)")
-    left.set_title("model (a best, b median, c worst; dashed: 0.9, 0.99)", fontsize=9)
+    left.set_title("model (a best, b median, c worst; dashed: 0.9, 0.99)", fontsize=9,
+                   pad=14)                 # room for the letters above the axes
 
     both = np.concatenate([finite, baseline[np.isfinite(baseline)]])
     if len(both):
@@ -160,8 +165,11 @@ def plot_examples(predictions, output, *, dataset_path=None) -> Path:
     """Best, median and worst reconstructions (P1 Figs. 5, 7), rows a, b, c.
 
     Columns: the input PLDOS at the first field (only with ``dataset_path``), the expected
-    (true) V, the predicted V on the same symmetric colour scale (per row), and the error
-    V_pred − V_true on its own symmetric scale; r_P and the RMSE in the titles.
+    (true) V, the predicted V and the error V_pred − V_true; r_P and the RMSE in the titles.
+    Every column has one colour scale for all three rows, with one colour bar under it: V
+    and predicted V share one symmetric scale (the largest |V| of the six maps), the errors
+    another (the largest |error| of the three), the PLDOS runs from 0 to the 99.5th
+    percentile of the three maps. Rows are therefore compared directly, errors included.
 
     Parameters
     ----------
@@ -177,29 +185,46 @@ def plot_examples(predictions, output, *, dataset_path=None) -> Path:
     pldos = field_T = None
     if dataset_path is not None:
         pldos, field_T = read_stored_pldos(dataset_path, [p.sample_id[i] for i in picks.values()])
+    indices = list(picks.values())
+    true = p.potential_true_meV[indices]
+    predicted = p.potential_meV[indices]
+    errors = predicted - true
+    limit = _symmetric_limit(true, predicted)
+    error_limit = _symmetric_limit(errors)
     columns = 4 if pldos is not None else 3
-    width = 3.7 * columns * max(1.0, min(1.6, p.shape[0] / max(p.shape[1], 1)))
-    fig, axes = plt.subplots(3, columns, figsize=(width, 8.4), constrained_layout=True,
-                             squeeze=False)
+    fig, axes = plt.subplots(len(picks), columns, figsize=(3.05 * columns + 0.3, 7.9),
+                             constrained_layout=True, squeeze=False, sharex=True, sharey=True)
+    shown = {}
     for row, (letter, index) in enumerate(picks.items()):
-        true = p.potential_true_meV[index]
-        predicted = p.potential_meV[index]
-        error = predicted - true
         r_p, rmse = values["model"][0][index], values["model"][1][index]
-        limit = _symmetric_limit(true, predicted)
         ax = list(axes[row])
         if pldos is not None:
-            frame.draw(fig, ax.pop(0), pldos[row], cmap="inferno", vmin=0,
-                       vmax=_pldos_limit(pldos[row]), label="PLDOS (meV⁻¹ per site)",
-                       title=f"({letter}) input PLDOS, B = {field_T:g} T")
-        frame.draw(fig, ax[0], true, cmap="RdBu_r", vmin=-limit, vmax=limit, label="V (meV)",
-                   title=f"({letter}) {_EXAMPLE_NAMES[letter]}: expected V, "
-                         f"sample {p.sample_id[index]}")
-        frame.draw(fig, ax[1], predicted, cmap="RdBu_r", vmin=-limit, vmax=limit,
-                   label="V (meV)", title=f"predicted V, r_P = {r_p:.4f}")
-        error_limit = _symmetric_limit(error)
-        frame.draw(fig, ax[2], error, cmap="PuOr_r", vmin=-error_limit, vmax=error_limit,
-                   label="V_pred − V_true (meV)", title=f"error, RMSE = {rmse:.3g} meV")
+            shown["pldos"] = frame.draw(
+                fig, ax.pop(0), pldos[row], cmap="inferno", vmin=0,
+                vmax=_pldos_limit(pldos), title=f"({letter}) input PLDOS, B = {field_T:g} T")
+        shown["v"] = frame.draw(fig, ax[0], true[row], cmap="RdBu_r", vmin=-limit, vmax=limit,
+                                title=f"({letter}) {_EXAMPLE_NAMES[letter]}: true V, "
+                                      f"sample {p.sample_id[index]}")
+        frame.draw(fig, ax[1], predicted[row], cmap="RdBu_r", vmin=-limit, vmax=limit,
+                   title=f"predicted V, r_P = {r_p:.4f}")
+        shown["error"] = frame.draw(fig, ax[2], errors[row], cmap="PuOr_r",
+                                    vmin=-error_limit, vmax=error_limit,
+                                    title=f"error, RMSE = {rmse:.3g} meV")
+    for ax in axes.ravel():
+        if not ax.get_subplotspec().is_last_row():
+            ax.set_xlabel("")
+        if not ax.get_subplotspec().is_first_col():
+            ax.set_ylabel("")
+    bars = dict(location="bottom", shrink=0.85, aspect=25, pad=0.01)
+    first = 0
+    if pldos is not None:
+        fig.colorbar(shown["pldos"], ax=axes[:, 0], label="PLDOS (meV⁻¹ per site)",
+                     extend="max", **bars)
+        first = 1
+    fig.colorbar(shown["v"], ax=axes[:, first:first + 2],
+                 label="V (meV): true and predicted, one scale for all rows", **bars)
+    fig.colorbar(shown["error"], ax=axes[:, first + 2],
+                 label="V_pred − V_true (meV), one scale", **bars)
     axes[0][0].legend(loc="upper right", fontsize=7, framealpha=0.7)
     fig.suptitle(_title(p, "P1 Figs. 5/7, best (a), median (b), worst (c) r_P"), fontsize=10)
     return save_figure(fig, output)
@@ -208,9 +233,11 @@ def plot_examples(predictions, output, *, dataset_path=None) -> Path:
 def plot_error_map(predictions, output) -> Path:
     """Local RMS error over the samples / rms of the true potentials (P1 Fig. 6).
 
-    Left: the model (:func:`local_rms_error_map`); right: the training-mean baseline on its
-    own scale (the zero potential's map is the local rms, ≈ 1). Colour scales run from each
-    map's minimum to its maximum (given in the title). QPC and drain marked.
+    Left: the model (:func:`local_rms_error_map`); right: the training-mean baseline (the
+    zero potential's map is the local rms, ≈ 1). Both on one colour scale from 0 to the
+    larger maximum (one colour bar), so the two maps compare directly; each map's minimum,
+    mean and maximum are in its title, and a few labelled contours (white) show its own
+    structure. QPC and drain marked. The PLDOS is not drawn.
 
     Parameters
     ----------
@@ -220,30 +247,62 @@ def plot_error_map(predictions, output) -> Path:
     p = load_evaluated(predictions)
     frame = _Frame.of(p)
     rms_true = root_mean_square(p.potential_true_meV)
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
-    for ax, (name, predicted) in zip(axes, (("model", p.potential_meV),
-                                            ("training-mean potential",
-                                             p.training_mean_potential_meV))):
-        image = local_rms_error_map(predicted, p.potential_true_meV)
-        frame.draw(fig, ax, image, cmap="viridis", vmin=float(np.min(image)),
-                   vmax=float(np.max(image)) or 1.0,
-                   label="√⟨(V_pred − V_true)²⟩ / rms(V_true) (1)",
-                   title=f"{name}: min {np.min(image):.3f}, mean {np.mean(image):.3f}, "
-                         f"max {np.max(image):.3f}")
+    images = [(name, local_rms_error_map(predicted, p.potential_true_meV))
+              for name, predicted in (("model", p.potential_meV),
+                                      ("training-mean potential",
+                                       p.training_mean_potential_meV))]
+    top = max(float(np.max(image)) for _, image in images) or 1.0
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.3), constrained_layout=True)
+    shown = None
+    for ax, (name, image) in zip(axes, images):
+        shown = frame.draw(fig, ax, image, cmap="viridis", vmin=0.0, vmax=top,
+                           title=f"{name}: min {np.min(image):.3f}, mean {np.mean(image):.3f}, "
+                                 f"max {np.max(image):.3f}")
+        # a few labelled contours keep each map's own structure readable on the shared scale
+        levels = ticker.MaxNLocator(4).tick_values(float(np.min(image)), float(np.max(image)))
+        levels = levels[(levels > np.min(image)) & (levels < np.max(image))]
+        if len(levels) and image.shape[0] > 1 and image.shape[1] > 1:
+            lines = ax.contour(frame.x_nm, frame.y_nm, np.asarray(image).T, levels=levels,
+                               colors="w", linewidths=0.6, alpha=0.8)
+            ax.clabel(lines, fontsize=6, fmt="%.2g")
+    fig.colorbar(shown, ax=axes, shrink=0.9,
+                 label="√⟨(V_pred − V_true)²⟩ / rms(V_true) (1), one scale")
     axes[0].legend(loc="upper right", fontsize=7, framealpha=0.7)
     fig.suptitle(_title(p, f"P1 Fig. 6, local RMS error (rms(V_true) = {rms_true:.3g} meV)"),
                  fontsize=10)
     return save_figure(fig, output)
 
 
+#: Colour and y range of :func:`plot_coefficient_errors`, ⟨(ΔC)²⟩/σ² (dimensionless): fixed
+#: so that the figures of different models compare at a glance (the zero predictor's 1 near
+#: the top); widened to whole decades only when a value falls outside.
+COEFFICIENT_ERROR_RANGE = (1e-3, 3.0)
+
+
+def coefficient_error_range(*arrays) -> tuple[float, float]:
+    """:data:`COEFFICIENT_ERROR_RANGE`, widened to whole decades to hold every finite positive
+    value of ``arrays``."""
+    low, high = COEFFICIENT_ERROR_RANGE
+    values = np.concatenate([np.ravel(np.asarray(a, dtype=np.float64)) for a in arrays])
+    values = values[np.isfinite(values) & (values > 0)]
+    if len(values):
+        if values.min() < low:
+            low = 10.0 ** math.floor(math.log10(values.min()))
+        if values.max() > high:
+            high = 10.0 ** math.ceil(math.log10(values.max()))
+    return low, high
+
+
 def plot_coefficient_errors(predictions, output, *, table: pd.DataFrame | None = None
                             ) -> Path:
     """MSE of Re C and Im C per mode over σ², at each mode's (q_x, q_y) (P1 Fig. 4).
 
-    Left: real parts, right: imaginary parts (P1 stacks them); one shared colour scale,
-    logarithmic when the values span more than a decade. Only the stored half plane is drawn
-    (the other half: C(−q) = C(q)*). The cutoff |q| = cutoff_factor/s is drawn when s is
-    known. The zero predictor's value is ≈ 1 (⟨(Re C)²⟩ = σ²).
+    Left: real parts, middle: imaginary parts (P1 stacks them), at each mode's wave vector;
+    right: the same values against |q| beside the training-mean baseline's, with the zero
+    predictor's expected value 1 (⟨(Re C)²⟩ = σ²) drawn as a line (also on the colour bar).
+    One logarithmic scale for all three (:func:`coefficient_error_range`: fixed, the same for
+    every model). Only the stored half plane is drawn (the other half: C(−q) = C(q)*). The
+    cutoff |q| = cutoff_factor/s is drawn when s is known.
 
     Parameters
     ----------
@@ -254,20 +313,26 @@ def plot_coefficient_errors(predictions, output, *, table: pd.DataFrame | None =
     """
     p = load_evaluated(predictions)
     table = coefficient_errors(p) if table is None else table
-    fig, axes = plt.subplots(1, 2, figsize=(10.5, 6.2), constrained_layout=True)
-    values = np.concatenate([table["mse_imag_over_sigma2"], table["mse_real_over_sigma2"]])
-    finite = values[np.isfinite(values)]
-    norm = None
-    if len(finite):
-        low, high = float(finite.min()), float(finite.max())
-        if low > 0 and high / low > 10:
-            norm = colors.LogNorm(vmin=low, vmax=high)
-        else:
-            norm = colors.Normalize(vmin=min(low, 0.0), vmax=high if high > 0 else 1.0)
-    size = float(np.clip(4000 / max(len(table), 1), 12, 160))
+    columns = ("mse_real_over_sigma2", "mse_imag_over_sigma2")
+    baseline_columns = ("training_mean_mse_real_over_sigma2",
+                        "training_mean_mse_imag_over_sigma2")
+    low, high = coefficient_error_range(*(table[c] for c in columns + baseline_columns
+                                          if c in table))
+    norm = colors.LogNorm(vmin=low, vmax=high)
+    fig = plt.figure(figsize=(12.4, 5.3), constrained_layout=True)
+    grid = fig.add_gridspec(1, 5, width_ratios=(1, 1, 0.07, 0.12, 1.55))
+    maps = [fig.add_subplot(grid[0, 0])]
+    maps.append(fig.add_subplot(grid[0, 1], sharex=maps[0], sharey=maps[0]))
+    bar_axes = fig.add_subplot(grid[0, 2])
+    fig.add_subplot(grid[0, 3]).set_axis_off()         # room for the colour bar's label
+    profile = fig.add_subplot(grid[0, 4])
+    size = float(np.clip(2500 / max(len(table), 1), 10, 110))
     disorder = p.disorder()
-    for ax, part, column in ((axes[0], "Re", "mse_real_over_sigma2"),
-                             (axes[1], "Im", "mse_imag_over_sigma2")):
+    reach = max([float(np.max(table["q_per_nm"].to_numpy(), initial=0.0))]
+                + ([disorder.cutoff_per_nm] if disorder is not None else [])) or 1.0
+    pad = 0.08 * reach
+    shown = None
+    for ax, part, column in zip(maps, ("Re", "Im"), columns):
         shown = ax.scatter(table["qx_per_nm"], table["qy_per_nm"], c=table[column], s=size,
                            cmap="viridis", norm=norm, edgecolors="k", linewidths=0.3)
         if disorder is not None:
@@ -275,23 +340,47 @@ def plot_coefficient_errors(predictions, output, *, table: pd.DataFrame | None =
             cutoff = disorder.cutoff_per_nm
             ax.plot(cutoff * np.cos(angle), cutoff * np.sin(angle), "k--", lw=0.7,
                     label=f"|q| = {disorder.cutoff_factor:g}/s")
-            ax.legend(fontsize=7, loc="upper right")
-        reach = max([float(np.max(table["q_per_nm"].to_numpy(), initial=0.0))]
-                    + ([disorder.cutoff_per_nm] if disorder is not None else [])) or 1.0
-        pad = 0.08 * reach
         ax.set_xlim(-pad, reach + pad)
         ax.set_ylim(-reach - pad, reach + pad)
         ax.set_aspect("equal", adjustable="box")
         ax.axhline(0, color="0.8", lw=0.5, zorder=0)
         ax.set_xlabel("q_x (nm⁻¹)")
-        ax.set_ylabel("q_y (nm⁻¹)")
         ax.set_title(f"{part} C(q): ⟨(Δ{part} C)²⟩/σ²", fontsize=9)
-        if len(finite):
-            fig.colorbar(shown, ax=ax, label=f"⟨(Δ{part} C)²⟩/σ² (1)")
+    maps[0].set_ylabel("q_y (nm⁻¹)")
+    maps[1].tick_params(labelleft=False)
+    if disorder is not None:
+        maps[0].legend(fontsize=7, loc="upper right")
+    bar = fig.colorbar(shown if shown is not None else plt.cm.ScalarMappable(norm, "viridis"),
+                       cax=bar_axes, label="⟨(ΔC)²⟩/σ² (1)")
+    bar.ax.axhline(1.0, color="C3", lw=2.0)
+
+    q = table["q_per_nm"].to_numpy()
+    for column, marker, part in zip(columns, ("o", "^"), ("Re", "Im")):
+        profile.scatter(q, table[column], marker=marker, s=28, color="C0" if part == "Re"
+                        else "C1", edgecolors="k", linewidths=0.3, zorder=3,
+                        label=f"model, {part} C")
+    for column, marker, part in zip(baseline_columns, ("o", "^"), ("Re", "Im")):
+        if column in table:
+            profile.scatter(q, table[column], marker=marker, s=22, facecolors="none",
+                            edgecolors="0.45", linewidths=0.8, zorder=2,
+                            label=f"training-mean potential, {part} C")
+    profile.axhline(1.0, color="C3", lw=1.2, zorder=1,
+                    label="zero predictor: ⟨C²⟩/σ² = 1")
+    if disorder is not None:
+        profile.axvline(disorder.cutoff_per_nm, color="k", ls="--", lw=0.7,
+                        label=f"|q| = {disorder.cutoff_factor:g}/s")
+    profile.set_yscale("log")
+    profile.set_ylim(low, high)
+    profile.set_xlim(0, reach + pad)
+    profile.set_xlabel("|q| (nm⁻¹)")
+    profile.set_ylabel("⟨(ΔC)²⟩/σ² (1)")
+    profile.set_title("per mode against |q|, with the baselines", fontsize=9)
+    profile.grid(alpha=0.3, axis="y")
+    profile.legend(fontsize=7, loc="lower right")
     source = str(table["coefficient_source"].iloc[0]) if len(table) else "no modes"
     sigma = p.coefficient_sigma
     fig.suptitle(_title(p, "P1 Fig. 4, coefficient errors") + f"\ncoefficients: {source}; "
-                 f"σ = {sigma:.3g}; zero predictor ≈ 1", fontsize=9)
+                 f"σ = {sigma:.3g}; red line: zero predictor (1)", fontsize=9)
     return save_figure(fig, output)
 
 
@@ -338,15 +427,23 @@ def plot_r_p_by_distance(predictions, output, *, table: pd.DataFrame | None = No
 
 
 def plot_pldos_consistency(consistency: PLDOSConsistency | None, output, *,
-                           reason: str = "") -> Path:
+                           reason: str = "", worst: int = 3) -> Path:
     """Input PLDOS beside the PLDOS recomputed from the true, predicted and training-mean
-    potentials for one sample (the model's median), and the r_P distributions of all sources.
+    potentials for one sample (the model's median), and the r_P of every recomputed sample.
+
+    Bottom: every sample's r_P per potential source (points), with a box of the quartiles
+    whose whiskers reach the minimum and maximum (nothing hidden as an outlier); each label
+    gives the median, the 5th percentile and the minimum, and the ``worst`` samples of the
+    model are marked with their sample ids (their maps are not drawn).
 
     Parameters
     ----------
     consistency : PLDOSConsistency or None
         None: a placeholder figure saying why the check was not run (``reason``).
     output : path-like
+    reason : str
+    worst : int
+        Number of lowest-r_P model samples labelled by id.
     """
     if consistency is None or len(consistency.sample_id) == 0:
         fig, ax = plt.subplots(figsize=(6, 2.5), constrained_layout=True)
@@ -357,8 +454,8 @@ def plot_pldos_consistency(consistency: PLDOSConsistency | None, output, *,
     c = consistency
     frame = _Frame(c.frame["x_nm"], c.frame["y_nm"], c.frame["a"], c.frame["qpc_first_y_site"],
                    c.frame["qpc_width_sites"])
-    fig = plt.figure(figsize=(17, 7.6), constrained_layout=True)
-    grid = fig.add_gridspec(2, 4, height_ratios=(1, 0.9))
+    fig = plt.figure(figsize=(12.6, 7.4), constrained_layout=True)
+    grid = fig.add_gridspec(2, 4, height_ratios=(1, 1.05))
     example = c.example
     k = int(np.flatnonzero(c.sample_id == example["sample_id"])[0])
     limit = _pldos_limit(example["stored"])
@@ -366,28 +463,47 @@ def plot_pldos_consistency(consistency: PLDOSConsistency | None, output, *,
               ("true_potential", "from the true V", "true_potential"),
               ("model", "from the predicted V", "model"),
               ("training_mean_potential", "from the training-mean V", "training_mean_potential"))
+    maps, shown = [], None
     for column, (key, title, source) in enumerate(panels):
         ax = fig.add_subplot(grid[0, column])
         if source is not None:
-            title += f", r_P = {c.r_p[source][k, 0]:.4f}"
-        frame.draw(fig, ax, example[key], cmap="inferno", vmin=0, vmax=limit,
-                   label="PLDOS (meV⁻¹ per site)", title=title)
+            title += f"\nr_P = {c.r_p[source][k, 0]:.4f}"
+        shown = frame.draw(fig, ax, example[key], cmap="inferno", vmin=0, vmax=limit,
+                           title=title)
+        if column:
+            ax.set_ylabel("")
+        maps.append(ax)
+    fig.colorbar(shown, ax=maps, label="PLDOS (meV⁻¹ per site)", shrink=0.85, extend="max")
     ax = fig.add_subplot(grid[1, :])
     data = [c.r_p[source][:, 0] for source in POTENTIAL_SOURCES]
-    labels = [f"{source.replace('_', ' ')}\nmedian {np.nanmedian(values):.4f}"
-              if np.isfinite(values).any() else source for source, values in
-              zip(POTENTIAL_SOURCES, data)]
+
+    def label(source, values):
+        finite = values[np.isfinite(values)]
+        if not len(finite):
+            return source.replace("_", " ")
+        return (f"{source.replace('_', ' ')}\nmedian {np.median(finite):.3f}, "
+                f"5 % {np.percentile(finite, 5):.3f}\nmin {np.min(finite):.3f}")
+
     positions = np.arange(len(data))
     ax.boxplot([values[np.isfinite(values)] for values in data], positions=positions,
-               widths=0.5, orientation="horizontal", showfliers=False)
+               widths=0.5, orientation="horizontal", whis=(0, 100), showfliers=False)
     jitter = np.random.default_rng(0)
     for y, values in zip(positions, data):
         ax.scatter(values, y + jitter.uniform(-0.15, 0.15, len(values)), s=8, alpha=0.6,
                    color="C1", edgecolors="none")
-    ax.set_yticks(positions, labels, fontsize=8)
-    ax.set_xlabel(f"r_P of recomputed vs stored PLDOS (1), B = {c.fields_T[0]:g} T")
+    model = data[POTENTIAL_SOURCES.index("model")]
+    y = POTENTIAL_SOURCES.index("model")
+    order = [i for i in np.argsort(model, kind="stable") if np.isfinite(model[i])][:worst]
+    for rank, i in enumerate(order):
+        ax.annotate(f"sample {int(c.sample_id[i])}: {model[i]:.3f}", (model[i], y),
+                    xytext=(4, 14 + 11 * rank), textcoords="offset points", fontsize=7,
+                    color="C3", arrowprops=dict(arrowstyle="-", color="C3", lw=0.6))
+    ax.set_yticks(positions, [label(s, v) for s, v in zip(POTENTIAL_SOURCES, data)],
+                  fontsize=7)
+    ax.set_xlabel(f"r_P of recomputed vs stored PLDOS (1), B = {c.fields_T[0]:g} T; "
+                  "box: quartiles, whiskers: min and max")
     ax.grid(alpha=0.3, axis="x")
     fig.suptitle(f"PLDOS physics consistency: model '{c.model_name}', {c.split} split, "
                  f"{len(c.sample_id)} samples; maps: sample {example['sample_id']} "
-                 "(median model r_P)", fontsize=10)
+                 f"(median model r_P); red: the {len(order)} lowest model r_P", fontsize=10)
     return save_figure(fig, output)
