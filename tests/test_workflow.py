@@ -95,7 +95,8 @@ def test_end_to_end_outputs(finished_run):
         assert (results / "models" / model / "model.pt").stat().st_size > 0
         assert (results / "models" / model / "loss_curve.png").read_bytes()[:4] == b"\x89PNG"
         metrics = pd.read_csv(results / "evaluation" / model / "metrics.csv")
-        assert set(metrics["predictor"]) == {"model", "training_mean", "potential_posterior"}
+        assert set(metrics["predictor"]) == {"model", "training_mean", "potential_posterior",
+                                             "ridge_power_spectrum", "nearest_training_map"}
         assert set(metrics["split"]) == {"test"}
         for figure in ("predicted_vs_true", "error_histograms", "error_correlation"):
             assert (results / "evaluation" / model / f"{figure}.png").read_bytes()[:4] == \

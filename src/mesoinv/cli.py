@@ -350,7 +350,8 @@ def _evaluate(args):
 
         def run(directory):
             return module.evaluate_parameter_model(args.predictions, directory,
-                                                   dataset_path=args.dataset)
+                                                   dataset_path=args.dataset,
+                                                   train_path=args.train)
     output_dir = Path(args.output_dir)
     names = getattr(module, "OUTPUT_FILES", PARAMETER_EVALUATION_FILES)
     # Before any work: no output may be an input or (without --force) an existing file.
@@ -468,7 +469,9 @@ def build_parser() -> argparse.ArgumentParser:
                                             "physics-consistency check)")
     evaluate.add_argument("--model", help="P2: the model file (baselines, snapshots, attention, "
                                           "score field)")
-    evaluate.add_argument("--train", help="P2: the training split (trace-blind baseline)")
+    evaluate.add_argument("--train", help="the training split: P2's trace-blind baseline; for P1 "
+                                          "parameter models (with --dataset) the ridge "
+                                          "power-spectrum and nearest-training-map baselines")
     evaluate.add_argument("--device", default="cpu", metavar="auto|cpu|cuda",
                           help="P2: where the network runs for the trace-blind baseline, "
                                "snapshots and score field: auto (cuda if available), cpu "

@@ -7,6 +7,8 @@ rule evaluate_model:
         predictions="results/evaluation/{model}/predictions-test.nc",
         # for the Bayes ceiling: the best estimate from each sample's true potential
         test=lambda wildcards: model_split(wildcards, "test"),
+        # for the baselines fitted on it: ridge on power spectra, nearest training map
+        train=lambda wildcards: model_split(wildcards, "train"),
     output:
         metrics="results/evaluation/{model}/metrics.csv",
         paper=report(
@@ -47,7 +49,7 @@ rule evaluate_model:
     conda:
         "../../envs/mesoinv.yaml"
     shell:
-        "mesoinv evaluate {input.predictions} --dataset {input.test}"
+        "mesoinv evaluate {input.predictions} --dataset {input.test} --train {input.train}"
         " --output-dir results/evaluation/{wildcards.model} > {log} 2>&1"
 
 

@@ -7,12 +7,14 @@ from ...datasets.netcdf import atomic_path
 from ...inference.p1_formats import read_predictions
 from .figures import (plot_error_correlation, plot_error_histograms, plot_pair_correlation,
                       plot_predicted_vs_true)
-from .metrics import paper_comparison, posterior_references, regression_metrics
+from .metrics import (paper_comparison, posterior_references, regression_metrics,
+                      training_baseline_references)
 
 __all__ = ["evaluate_parameter_model"]
 
 
-def evaluate_parameter_model(predictions_path, output_dir, *, dataset_path=None) -> dict:
+def evaluate_parameter_model(predictions_path, output_dir, *, dataset_path=None,
+                             train_path=None) -> dict:
     """Metrics, the paper comparison and the figures of one predictions file.
 
     Writes, atomically, into ``output_dir`` (created if needed):
@@ -38,6 +40,10 @@ def evaluate_parameter_model(predictions_path, output_dir, *, dataset_path=None)
     dataset_path : path-like, optional
         The dataset file the predictions were made on: adds the rows of the Bayes ceiling
         (predictor ``potential_posterior``) to ``metrics.csv``.
+    train_path : path-like, optional
+        The model's training split (needs ``dataset_path``): adds the rows of the two
+        baselines fitted on it, ``ridge_power_spectrum`` and ``nearest_training_map``
+        (:mod:`.baselines`).
 
     Returns
     -------
@@ -48,11 +54,19 @@ def evaluate_parameter_model(predictions_path, output_dir, *, dataset_path=None)
     Raises
     ------
     ValueError
-        The file has no ``<target>_true`` variable (before anything is written).
+        The file has no ``<target>_true`` variable, or ``train_path`` comes without
+        ``dataset_path`` (before anything is written).
     """
     output_dir = Path(output_dir)
+    if train_path is not None and dataset_path is None:
+        raise ValueError("the baselines fitted on the training split need the dataset file "
+                         "the predictions were made on (their input maps): pass dataset_path "
+                         "(--dataset) with train_path (--train)")
     references = ({} if dataset_path is None
                   else posterior_references(predictions_path, dataset_path))
+    if train_path is not None:
+        references.update(training_baseline_references(predictions_path, dataset_path,
+                                                        train_path))
     metrics = regression_metrics(predictions_path, references=references)
     comparison = paper_comparison(metrics)
     output_dir.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,10 @@ predict``, see :mod:`mesoinv.inference.p1_formats`) and evaluate it the way P1
   target's units, and relative to the truth, beside the same numbers for the trivial baseline
   that predicts the training-split mean of the target (:func:`regression_metrics`), and the
   Bayes ceiling from the true potential (:func:`posterior_references`,
-  :mod:`mesoinv.evaluation.p1_parameters.posterior`);
+  :mod:`mesoinv.evaluation.p1_parameters.posterior`) and two baselines fitted on the training
+  split without a network, ridge regression on the maps' power spectra and the nearest
+  training map (:func:`training_baseline_references`,
+  :mod:`mesoinv.evaluation.p1_parameters.baselines`);
 - those σ against the paper's quoted values (:func:`paper_comparison`);
 - the physics of P1 Fig. 3: the relative error of the rms that predicted (s, N_d) give through
   P1 Eq. 5 (:func:`rms_relative_error`) and the line on which it vanishes to first order
@@ -31,6 +34,7 @@ from ...inference.p1_formats import Predictions, read_predictions
 from ...physics.disorder import RemoteDopantDisorder
 from ...physics.materials import Material
 from ..intervals import bootstrap_interval, interval_columns
+from .baselines import baseline_predictions
 from .posterior import POSTERIOR_DESCRIPTION, POSTERIOR_TARGETS, potential_posterior_means
 
 __all__ = [
@@ -44,6 +48,7 @@ __all__ = [
     "error_statistics",
     "regression_metrics",
     "posterior_references",
+    "training_baseline_references",
     "paper_comparison",
     "rms_relative_error",
     "rms_compensation_slope",
@@ -185,14 +190,16 @@ def regression_metrics(predictions_path, *, references=None) -> pd.DataFrame:
     references : dict, optional
         Further predictors, ``{name: (description, {target: values aligned with the file's
         samples})}``, e.g. the Bayes ceiling of
-        :mod:`mesoinv.evaluation.p1_parameters.posterior`; each adds one row per target it
-        has.
+        :mod:`mesoinv.evaluation.p1_parameters.posterior` or the baselines of
+        :func:`training_baseline_references`; each adds one row per target it has.
 
     Returns
     -------
     pandas.DataFrame
-        One row per (target, predictor), predictor ``"model"`` or ``"training_mean"`` (the
-        baseline predicting the mean of the target over the training split for every sample).
+        One row per (target, predictor), predictor ``"model"``, ``"training_mean"`` (the
+        baseline predicting the mean of the target over the training split for every sample)
+        or a name of ``references`` (``potential_posterior``, ``ridge_power_spectrum``,
+        ``nearest_training_map``).
         Columns:
 
         ``model``, ``split``, ``target``, ``units`` (of every absolute column),
@@ -254,6 +261,25 @@ def posterior_references(predictions_path, dataset_path) -> dict:
     rows = [where[int(i)] for i in p.sample_id]
     return {"potential_posterior": (POSTERIOR_DESCRIPTION,
                                     {t: means[rows, k] for k, t in enumerate(targets)})}
+
+
+def training_baseline_references(predictions_path, dataset_path, train_path) -> dict:
+    """The two baselines fitted on the training split without a network
+    (:func:`.baselines.baseline_predictions`: ``ridge_power_spectrum`` and
+    ``nearest_training_map``), for the samples and targets of a predictions file.
+
+    Parameters
+    ----------
+    predictions_path : path-like
+        Predictions file (``mesoinv-predictions-1``).
+    dataset_path : path-like
+        The file the predictions were made on: the baselines' input maps.
+    train_path : path-like
+        The model's training split: the only data the baselines are fitted on.
+    """
+    p = read_predictions(predictions_path)
+    require_truth(p)
+    return baseline_predictions(train_path, dataset_path, p.sample_id, p.evaluated)
 
 
 def paper_comparison(metrics: pd.DataFrame) -> pd.DataFrame:
