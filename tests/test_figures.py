@@ -169,3 +169,197 @@ def test_pldos_consistency_labels_the_worst_samples(tmp_path, captured):
     assert any(t.startswith("sample 104: 0.016") for t in texts)
     ticks = [t.get_text() for ax in figs[-1].axes for t in ax.get_yticklabels()]
     assert any("min 0.016" in t for t in ticks)
+
+
+# -- P2 diffusion models --------------------------------------------------------------------
+
+W, L, RADIUS, PAD = 10, 12, 2.0, 1
+PLACEMENT = np.array([[3.0, 3.0], [6.0, 8.0]])        # [[cx, cy], ...], site indices
+
+
+def _wire_image(placement=PLACEMENT, level=1.0, holes=0.0, seed=0):
+    """(image_x, y) LDOS of the tiny wire: ``level`` × noise on the wire, ``holes`` × level in
+    the antidot disks, zero padding."""
+    from mesoinv.inference.antidot_detector import disk_offsets
+
+    rng = np.random.default_rng(seed)
+    image = np.zeros((W + 2 * PAD, L))
+    image[PAD:PAD + W] = level * rng.uniform(0.8, 1.2, (W, L))
+    for cx, cy in np.asarray(placement).reshape(-1, 2):
+        for a, b in disk_offsets(RADIUS, 0, 0) + (int(cx), int(cy)):
+            image[PAD + a, b] *= holes
+    return image
+
+
+def _detector():
+    from mesoinv.inference.antidot_detector import AntidotDetector
+    from mesoinv.physics.antidots import PairConstraints
+    from mesoinv.physics.nanowire import NanowireGeometry
+
+    return AntidotDetector(NanowireGeometry(W, L, RADIUS), PairConstraints(margin_x=1),
+                           PAD, max_depth=0.5)
+
+
+def test_depth_figure_counts_what_the_detector_counts(tmp_path, captured):
+    from mesoinv.evaluation.p2_generation import figures
+
+    figs = captured(figures)
+    detector = _detector()
+    true = np.stack([_wire_image(seed=s) for s in range(3)])
+    # per trace: two clean holes, two faint dips (depth ≈ 0.7), one hole and one dip
+    generated = np.stack([
+        np.stack([_wire_image(seed=10), _wire_image(holes=0.35, seed=11)]),
+        np.stack([_wire_image(holes=0.35, seed=12), _wire_image(seed=13)]),
+        np.stack([_wire_image(PLACEMENT[:1], seed=14), _wire_image(seed=15, holes=0.2)]),
+    ])
+    generated[2, 0] = np.minimum(generated[2, 0], _wire_image(PLACEMENT[1:], holes=0.35,
+                                                              seed=14))
+    depths = figures.hole_depths(detector, generated, true, np.repeat(PLACEMENT[None], 3, 0))
+    detection = detector.detect(generated)
+    assert depths.found.sum() == detection.count.sum()
+    assert 0 < depths.found.sum() < depths.found.size       # some rejected, some found
+    np.testing.assert_array_equal(depths.true_holes, 0.0)   # true holes are clean
+    assert np.all(depths.true_nearest_non_hole > 0.5)
+    figures.plot_depth_distribution(depths, "test", tmp_path / "depths.png")
+    left, right = figs[-1].axes[:2]
+    found_bars, rejected_bars = left.containers[:2]
+    assert sum(bar.get_height() for bar in found_bars) == detection.count.sum()
+    assert (sum(bar.get_height() for bar in rejected_bars)
+            == detection.count.size * 2 - detection.count.sum())
+    for ax in (left, right):
+        assert any(np.allclose(line.get_xdata(), 0.5) for line in ax.get_lines()), \
+            "the threshold must be drawn"
+    assert (tmp_path / "depths.png").stat().st_size > 0
+
+
+def test_snapshots_are_in_wire_sites_with_the_antidots_overlaid(tmp_path, captured):
+    from matplotlib.patches import Circle
+
+    from mesoinv.evaluation.p2_generation import figures
+    from mesoinv.inference.p2_figures import image_extent
+
+    figs = captured(figures)
+    rng = np.random.default_rng(0)
+    shape = (W + 2 * PAD, L)
+    snaps = [figures.Snapshot(i, 900 - 300 * i, rng.normal(size=shape), rng.normal(size=shape),
+                              None) for i in range(3)]
+    found = np.array([[3.0, 3.0], [np.nan, np.nan]])
+    figures.plot_snapshots(snaps, 3, rng.uniform(-1, 1, shape), PLACEMENT, RADIUS, PAD, "t",
+                           tmp_path / "s.png", final=rng.uniform(-1, 1, shape), found=found)
+    fig = figs[-1]
+    panels = [ax for ax in fig.axes if ax.get_images()]
+    assert len(panels) == 2 * len(snaps) + 2
+    for ax in panels:
+        assert ax.get_images()[0].get_extent() == list(image_extent(shape, PAD))
+        circles = [p for p in ax.patches if isinstance(p, Circle)]
+        assert sum(c.get_linestyle() == "--" for c in circles) == 2, "true antidots dashed"
+    final = next(ax for ax in panels if ax.get_title().startswith("generated image"))
+    assert sum(c.get_linestyle() == "-" for c in final.patches) == 1    # one found
+    assert "1 antidot found" in final.get_title()
+    assert any(ax.get_xlabel() == "i (sites)" for ax in panels)
+
+
+def test_score_field_names_wire_sites_and_draws_arrowheads(tmp_path, captured):
+    from matplotlib.quiver import Quiver
+
+    from mesoinv.evaluation.p2_generation import figures
+
+    figs = captured(figures)
+    rng = np.random.default_rng(0)
+    shape = (W + 2 * PAD, L)
+    x0 = rng.uniform(-1, 1, shape)
+    x_t = 0.9 * x0 + 0.3 * rng.normal(size=(20,) + shape)
+    field = {"t": 99, "sigma": 0.3, "sqrt_alpha_bar": 0.9, "x0": x0, "x_t": x_t,
+             "score": -(x_t - 0.9 * x0) / 0.09, "cosine": 1.0}
+    pairs = [((PAD + 3, 3), (PAD + 6, 8), "both inside"), ((PAD + 3, 3), (PAD + 0, 0), "mixed")]
+    figures.plot_score(field, pairs, "t", tmp_path / "score.png", padding=PAD)
+    axes = figs[-1].axes
+    assert axes[0].get_xlabel().startswith("LDOS at site (i, k) = (3, 3)")
+    assert axes[0].get_ylabel().startswith("LDOS at site (i, k) = (6, 8)")
+    assert "(i, k) = (0, 0)" in axes[1].get_ylabel()          # padding column 1 is i = 0
+    quivers = [c for ax in axes for c in ax.collections if isinstance(c, Quiver)]
+    assert quivers and all(q.headlength > 0 and q.headwidth > 1 for q in quivers)
+    # the zoom row holds every arrowhead (x_t + σ² s) within its limits
+    zoom = [ax for ax in axes if ax.get_title() == "zoom on the arrowheads"]
+    assert len(zoom) == len(pairs)
+    tips = x_t + 0.09 * field["score"]
+    (a, b, _) = pairs[0]
+    low, high = zoom[0].get_xlim()
+    assert low <= tips[:, a[0], a[1]].min() and tips[:, a[0], a[1]].max() <= high
+
+
+def test_attention_maxima_are_counted_on_and_off_the_antidots():
+    from mesoinv.evaluation.p2_generation import figures
+
+    shape = (12, 12)                     # 3 × 3 tokens of 4 × 4 pixels, no padding
+    placement = np.array([[1.0, 1.0], [9.0, 9.0]])
+    importance = np.ones((2, 9))
+    importance[0, 0] = 5.0               # head 1: the cell at (0, 0) holds an antidot
+    importance[1, 4] = 5.0               # head 2: the centre cell holds none
+    snaps = [figures.Snapshot(0, 0, np.zeros(shape), np.zeros(shape), importance)]
+    on, chance = figures.attention_on_antidots(snaps, shape, placement, 1.0, 0)
+    np.testing.assert_array_equal(on[:, 0], [True, False])
+    assert chance == pytest.approx(2 / 9)
+
+
+def test_prediction_example_shares_an_unsaturated_ldos_scale(tmp_path, captured):
+    import netCDF4
+
+    from mesoinv.inference import p2_figures
+
+    figs = captured(p2_figures)
+    shape = (W + 2 * PAD, L)
+    true = _wire_image()
+    draws = np.stack([3.0 * _wire_image(seed=1), 2.0 * _wire_image(seed=2)])   # brighter
+    path = tmp_path / "generated.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        for name, size in (("trace", 1), ("draw", 2), ("image_x", shape[0]), ("y", shape[1]),
+                           ("antidot", 2), ("field", 5)):
+            ds.createDimension(name, size)
+
+        def put(name, dims, data, dtype="f8"):
+            ds.createVariable(name, dtype, dims)[...] = data
+        put("field", ("field",), np.linspace(0, 1, 5))
+        put("conductance", ("trace", "field"), np.ones((1, 5)))
+        put("generated_ldos", ("trace", "draw", "image_x", "y"), draws[None])
+        put("generated_ldos_mean", ("trace", "image_x", "y"), draws.mean(0)[None])
+        put("generated_ldos_std", ("trace", "image_x", "y"), draws.std(0)[None])
+        put("antidot_x", ("trace", "draw", "antidot"), np.full((1, 2, 2), np.nan))
+        put("antidot_y", ("trace", "draw", "antidot"), np.full((1, 2, 2), np.nan))
+        put("antidot_count", ("trace", "draw"), np.zeros((1, 2)), "i4")
+        put("ldos_true", ("trace", "image_x", "y"), true[None])
+        put("antidot_x_true", ("trace", "antidot"), PLACEMENT[None, :, 0])
+        put("antidot_y_true", ("trace", "antidot"), PLACEMENT[None, :, 1])
+        names = ds.createVariable("trace_name", str, ("trace",))
+        names[0] = "sample 0"
+        ds.setncatts({"ldos_padding_sites": PAD, "antidot_radius_sites": RADIUS,
+                      "guidance_scale": 1.0, "model_name": "m", "sampler": "ddim",
+                      "steps": 10, "seed": 0})
+    p2_figures.plot_generated(path, tmp_path / "example.png")
+    ldos = _images(figs[-1], "inferno")
+    assert len(ldos) == 4                                  # true, two draws, mean
+    assert len({im.get_clim() for im in ldos}) == 1
+    top = ldos[0].get_clim()[1]
+    assert top >= max(float(np.max(im.get_array())) for im in ldos)   # nothing saturates
+    assert top == pytest.approx(float(draws.max()))
+
+
+# -- loss curves ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind, words", [
+    ("p1_parameter_cnn", "standardised targets"),
+    ("p1_fourier_cnn", "standardised Fourier coefficients"),
+    ("p1_encoder_decoder", "min–max normalised potential"),
+    ("p2_diffusion", "noise-prediction"),
+])
+def test_loss_curve_names_the_loss_of_each_model_kind(tmp_path, captured, kind, words):
+    from mesoinv.training import loss_curve
+
+    figs = captured(loss_curve)
+    metrics = pd.DataFrame({"step": [1, 2, 3], "train_loss_step": [1.0, 0.5, 0.3],
+                            "val_loss": [np.nan, 0.6, np.nan]})
+    loss_curve.plot_loss_curve(metrics, tmp_path / "loss.png", model_kind=kind)
+    label = figs[-1].axes[0].get_ylabel()
+    assert words in label
+    if kind != "p1_parameter_cnn":
+        assert "standardised targets" not in label

@@ -134,6 +134,7 @@ DIFFUSION_FIGURES = (
     "snapshots.png",
     "attention.png",
     "score_field.png",
+    "depth_distribution.png",
 )
 
 # Figures of `mesoinv evaluate` for a potential model (fixed names for every kind).

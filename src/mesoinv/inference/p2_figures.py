@@ -38,6 +38,9 @@ def plot_generated(generated_path, output, *, trace: int = 0) -> Path:
     """One trace of a generated file: G(B), the true LDOS where known, up to three draws, the
     mean and the spread over the draws; found antidots as solid circles, true ones dashed.
 
+    The true and generated LDOS images share one colour scale from 0 to the largest value of
+    any of them (nothing saturates; the bar states the cap); the spread has its own.
+
     ``trace`` is the position in the file (not the sample id).
     """
     with netCDF4.Dataset(generated_path) as ds:
@@ -73,20 +76,24 @@ def plot_generated(generated_path, output, *, trace: int = 0) -> Path:
         images.append((f"draw {d}{label}", draws[d], "inferno", true_pos, found[d]))
     images.append((f"mean of {len(draws)} draws", mean, "inferno", true_pos, None))
     images.append(("std over draws", std, "viridis", true_pos, None))
-    # One LDOS colour scale: the true image's (generated images are compared with it), else
-    # the generated ones'; it ends at the 99.5th percentile (the colour bar extends).
-    reference = true if true is not None else np.concatenate([draws.ravel(), mean.ravel()])
-    vmax = float(np.percentile(reference, 99.5)) or 1.0
-    columns = len(images) + 1
-    fig, axes = plt.subplots(1, columns, figsize=(2.55 * columns + 0.8, 3.5),
-                             constrained_layout=True, squeeze=False,
-                             gridspec_kw={"width_ratios": [1.6] + [1] * len(images)})
+    # One LDOS colour scale for the true and the generated images, 0 … the largest value of
+    # any image drawn: nothing saturates (generated images may be brighter than the truth;
+    # the sampler clips x̂₀ at the training maximum).
+    ldos_images = [image for _, image, cmap, _, _ in images if cmap == "inferno"]
+    vmax = max(float(np.max(image)) for image in ldos_images) or 1.0
+    rows = 2 if len(images) + 1 > 3 else 1
+    columns = -(-(len(images) + 1) // rows)
+    fig, axes = plt.subplots(rows, columns, figsize=(min(12.4, 3.1 * columns + 1.6),
+                                                     3.2 * rows + 0.4),
+                             constrained_layout=True, squeeze=False)
     ax = axes[0, 0]
     ax.plot(fields, conductance, lw=1.0)
     ax.set_xlabel("B (T)")
     ax.set_ylabel("G (e²/h)")
     ax.set_title(f"trace: {name}", fontsize=9)
-    for ax, (title, image, cmap, truth, detected) in zip(axes[0, 1:], images):
+    ax.set_box_aspect(1)
+    ldos_axes, mesh_ldos = [], None
+    for ax, (title, image, cmap, truth, detected) in zip(axes.ravel()[1:], images):
         options = {"vmin": 0.0, "vmax": vmax} if cmap == "inferno" else {}
         mesh = ax.imshow(image.T, origin="lower", cmap=cmap, extent=extent, aspect="equal",
                          **options)
@@ -97,10 +104,17 @@ def plot_generated(generated_path, output, *, trace: int = 0) -> Path:
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("i (sites)")
         ax.set_ylabel("k (sites)")
-        if cmap != "inferno" or title.startswith("mean"):
-            fig.colorbar(mesh, ax=ax, shrink=0.75, label="LDOS (t⁻¹)",
-                         extend="max" if cmap == "inferno" else "neither")
+        if cmap == "inferno":
+            ldos_axes.append(ax)
+            mesh_ldos = mesh
+        else:
+            fig.colorbar(mesh, ax=ax, shrink=0.8, location="bottom", label="std of LDOS (t⁻¹)")
+    for ax in axes.ravel()[len(images) + 1:]:
+        ax.set_axis_off()
+    fig.colorbar(mesh_ldos, ax=ldos_axes, shrink=0.8,
+                 label=f"LDOS (t⁻¹), one scale: 0 … {vmax:.3g} = largest value shown")
     guidance = float(a["guidance_scale"])
     fig.suptitle(f"{a['model_name']}: {a['sampler']} {int(a['steps'])} steps, γ = {guidance:g}, "
-                 f"seed {int(a['seed'])}; found antidots solid, true dashed", fontsize=9)
+                 f"seed {int(a['seed'])}; found antidots solid (lime), true dashed (cyan)",
+                 fontsize=9)
     return save_figure(fig, output)

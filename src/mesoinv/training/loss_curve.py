@@ -1,13 +1,28 @@
-"""The loss curve of a training run (train and validation MSE against the optimizer step)."""
+"""The loss curve of a training run (train and validation loss against the optimizer step),
+its y axis named after the loss of the model kind (:data:`LOSS_LABELS`)."""
 
 import numpy as np
 
 from ..plotting import plt, save_figure
 
-__all__ = ["plot_loss_curve"]
+__all__ = ["plot_loss_curve", "LOSS_LABELS", "loss_label"]
+
+#: What each model kind's training loss is (the y label of its loss curve).
+LOSS_LABELS = {
+    "p1_parameter_cnn": "MSE of the standardised targets (1)",
+    "p1_fourier_cnn": "MSE of the standardised Fourier coefficients (1)",
+    "p1_encoder_decoder": "MSE of the min–max normalised potential (1)",
+    "p2_diffusion": "noise-prediction MSE, mean (ε̂ − ε)² (1)",
+}
 
 
-def plot_loss_curve(metrics, output, *, title=""):
+def loss_label(model_kind: str | None) -> str:
+    """The y label of a loss curve for ``model_kind`` (:data:`LOSS_LABELS`); a kind not
+    listed gets the neutral "training loss"."""
+    return LOSS_LABELS.get(str(model_kind), "training loss (1)")
+
+
+def plot_loss_curve(metrics, output, *, title="", model_kind: str | None = None):
     """Draw training (per step and per epoch) and validation loss from the CSV-logger table.
 
     Parameters
@@ -17,6 +32,9 @@ def plot_loss_curve(metrics, output, *, title=""):
         ``run`` (a resumed run starts a new ``run``; resumption points are marked).
     output : path-like
         PNG to write.
+    title : str
+    model_kind : str, optional
+        Names the loss on the y axis (:func:`loss_label`).
     """
     fig, ax = plt.subplots(figsize=(6.4, 4.0), constrained_layout=True)
     styles = {"train_loss_step": dict(color="0.6", lw=0.8, label="train (per step)"),
@@ -43,6 +61,6 @@ def plot_loss_curve(metrics, output, *, title=""):
     else:
         ax.text(0.5, 0.5, "no logged loss", ha="center", transform=ax.transAxes)
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("MSE of standardised targets (1)")
+    ax.set_ylabel(loss_label(model_kind))
     ax.set_title(title, fontsize=9)
     return save_figure(fig, output)

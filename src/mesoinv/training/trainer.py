@@ -374,4 +374,5 @@ def write_training_outputs(model_path, metrics_csv, loss_png):
     with atomic_path(metrics_csv) as tmp:
         table.to_csv(tmp, index=False)
     plot_loss_curve(table, loss_png, title=f"{model.model_name} ({model.model_kind}), "
-                                           f"{model.training['n_train']} training samples")
+                                           f"{model.training['n_train']} training samples",
+                    model_kind=model.model_kind)

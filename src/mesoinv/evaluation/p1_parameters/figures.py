@@ -85,7 +85,9 @@ def plot_error_correlation(predictions_path, output) -> Path:
     the dashed line on which the predicted rms equals the true one to first order,
     linearised at the mean true s (:func:`rms_compensation_slope`); marginal histograms of
     both relative errors normalised by the number of samples (top and right); in the
-    corner, the histogram of the rms relative error (P1's inset shows it for an rms model).
+    corner, the histogram of the rms relative error from Eq. 5 at the predicted (s, N_d).
+    Departure from P1: P1's inset shows the errors of its second CNN, which predicts the rms
+    directly; the corner's title says so.
 
     Parameters
     ----------
@@ -145,6 +147,8 @@ def plot_error_correlation(predictions_path, output) -> Path:
     _marginal(corner, drms, n, "vertical", "Δrms/rms")
     corner.set_xlabel("Δrms/rms (%)", fontsize=8)
     corner.tick_params(labelsize=7)
+    corner.set_title("Δrms from Eq. 5 at the predicted (s, N_d)\n(P1's inset: its rms CNN's "
+                     "errors)", fontsize=7)
     top.set_title(_title(p, "P1 Fig. 3, relative errors"), fontsize=9)
     return save_figure(fig, output)
 

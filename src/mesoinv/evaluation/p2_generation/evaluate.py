@@ -13,7 +13,8 @@ fixed set of files for the workflow rule (:data:`OUTPUT_FILES`):
     direct placement model (:mod:`mesoinv.evaluation.p2_generation.placement_baseline`, trained
     on ``train_path``), the same
     model at γ = 0 (trace-blind), and the most frequent training placement.
-``snapshots.png``, ``attention.png``, ``score_field.png`` (P2 Figs. 3–5), ``accuracy.png``
+``snapshots.png``, ``attention.png``, ``score_field.png`` (P2 Figs. 3–5), ``accuracy.png``,
+``depth_distribution.png``
     :mod:`mesoinv.evaluation.p2_generation.figures`; the network runs behind them (one
     recorded generation, the score field) use the model file's network and noise schedule
     (:func:`mesoinv.inference.p2_generate.build_network_and_diffusion`).
@@ -33,12 +34,13 @@ another model file (sha256), or does not match ``dataset_path``.
 """
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
 
 from ...datasets.netcdf import atomic_path
-from ...inference.antidot_detector import read_geometry
+from ...inference.antidot_detector import DEFAULT_MAX_DEPTH, AntidotDetector, read_geometry
 from ...inference.p2_format import read_generated
 from ...inference.p2_generate import (build_network_and_diffusion, generate_images,
                                       load_diffusion_model)
@@ -47,8 +49,9 @@ from ...training.model_file import ModelFile, file_sha256
 from ...training.normalization import LDOSNormalization
 from ...training.p2_readers import mean_ldos_image, read_p2_split_info, read_placements
 from .baselines import NearestTraceLookup
-from .figures import (pixel_pairs, plot_accuracy, plot_attention, plot_score, plot_snapshots,
-                      score_field, snapshot_run)
+from .figures import (hole_depths, pixel_pairs, plot_accuracy, plot_attention,
+                      plot_depth_distribution, plot_score, plot_snapshots, score_field,
+                      snapshot_run)
 from .placement_baseline import (PlacementBaselineOptions, fit_placement_baseline,
                                  predict_placements)
 from .metrics import P2_CRITERION, diffusion_metrics
@@ -59,7 +62,7 @@ __all__ = ["evaluate_diffusion_model", "OUTPUT_FILES"]
 #: Files :func:`evaluate_diffusion_model` writes (key → file name).
 OUTPUT_FILES = {"metrics": "metrics.csv", "snapshots": "snapshots.png",
                 "attention": "attention.png", "score_field": "score_field.png",
-                "accuracy": "accuracy.png"}
+                "accuracy": "accuracy.png", "depth_distribution": "depth_distribution.png"}
 
 #: Keys of the baselines an older model file may store (read only without ``train_path``).
 _STORED_BASELINES = ("most_frequent_placement", "training_mean_ldos")
@@ -195,7 +198,7 @@ def evaluate_diffusion_model(generated_path, output_dir, *, model_path, dataset_
         baseline_image=baseline_image, model_name=model.model_name, nearest=nearest,
         direct=direct)
     row = int(snapshot_sample)
-    snapshots, n_steps, _ = snapshot_run(model, network, diffusion, generated, row, device)
+    snapshots, n_steps, final = snapshot_run(model, network, diffusion, generated, row, device)
     field = score_field(model, network, diffusion, generated, row, int(score_points),
                         score_timestep, device)
     image_norm = LDOSNormalization.from_dict(model.image_normalization)
@@ -203,6 +206,14 @@ def evaluate_diffusion_model(generated_path, output_dir, *, model_path, dataset_
     truth = generated.true_placements[row]
     radius = float(geometry.antidot_radius)
     pairs = pixel_pairs(generated.true_ldos[row], truth, radius, padding)
+    # the detector that scored the file's images (its threshold), for the depth figure and
+    # the antidots found in the snapshot's generated image
+    detector = AntidotDetector.from_metadata(
+        json.loads(generated.attrs["data_metadata"]),
+        max_depth=float(generated.attrs.get("detector_max_depth", DEFAULT_MAX_DEPTH)))
+    depths = hole_depths(detector, generated.generated, generated.true_ldos,
+                         generated.true_placements)
+    found = detector.detect(final).centres
     name = generated.names[row]
     what = (f"{model.model_name}, {name}: {options.sampler} {options.steps} steps, "
             f"γ = {options.guidance_scale:g}, seed {options.seed}")
@@ -214,7 +225,8 @@ def evaluate_diffusion_model(generated_path, output_dir, *, model_path, dataset_
         metrics.to_csv(tmp, index=False)
     colour_range = image_norm.bounds(1.0)       # LDOS 0 … training maximum
     plot_snapshots(snapshots, n_steps, true_normalised, truth, radius, padding,
-                   f"generation (P2 Fig. 3): {what}", paths["snapshots"], colour_range)
+                   f"generation (P2 Fig. 3): {what}", paths["snapshots"], colour_range,
+                   final=image_norm(final, dtype=np.float64), found=found)
     plot_attention(snapshots, true_normalised.shape, truth, radius, padding,
                    f"bottleneck attention importance B_j per head (P2 Fig. 4): {what}",
                    paths["attention"], colour_range)
@@ -222,7 +234,7 @@ def evaluate_diffusion_model(generated_path, output_dir, *, model_path, dataset_
                f"score field (P2 Fig. 5) at t = {field['t']} (σ_t = {field['sigma']:.3f}), "
                f"{score_points} noisy points around the true image of {name}; mean cosine "
                f"(model score, exact −ε/σ_t) over all pixels = {field['cosine']:.3f}",
-               paths["score_field"])
+               paths["score_field"], padding=padding)
     strict = metrics[metrics["criterion"] == P2_CRITERION].set_index("predictor")["accuracy"]
     plot_accuracy(metrics, evaluations, tolerance,
                   f"{model.model_name} on {generated.attrs.get('split', 'unknown')} "
@@ -234,4 +246,8 @@ def evaluate_diffusion_model(generated_path, output_dir, *, model_path, dataset_
                   + f", unconditional {strict['unconditional']:.2f}, "
                   f"most frequent placement {strict['most_frequent_placement']:.2f}",
                   paths["accuracy"])
+    plot_depth_distribution(depths, f"hole depths: {model.model_name} on "
+                                    f"{generated.attrs.get('split', 'unknown')} ({n} traces × "
+                                    f"{k} draws), the detector's threshold "
+                                    f"{detector.max_depth:g}", paths["depth_distribution"])
     return paths
