@@ -125,7 +125,7 @@ def p2_sample_figure(dataset_path, sample_id: int):
     from ..physics.nanowire import NanowireGeometry, removed_mask
 
     removed = removed_mask(NanowireGeometry(width, length, radius), centres)
-    fig, (ax_l, ax_d, ax_g) = plt.subplots(1, 3, figsize=(13, 4.2), constrained_layout=True,
+    fig, (ax_l, ax_d, ax_g) = plt.subplots(1, 3, figsize=(12.6, 4.2), constrained_layout=True,
                                            gridspec_kw={"width_ratios": [1, 1, 1.4]})
     lattice = np.where(removed, np.nan, potential)
     vmax = max(amplitude / 2, 1e-12)
