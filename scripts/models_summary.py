@@ -1,4 +1,4 @@
-"""Snakemake adapter: every model's test metrics and baselines in one table (HTML + CSV)."""
+"""Snakemake adapter: every model's metrics (and paper comparison) in one table (HTML + CSV)."""
 
 import sys
 
@@ -6,5 +6,7 @@ from mesoinv.evaluation.summary import models_summary, write_table
 
 sys.stderr = open(snakemake.log[0], "w")  # noqa: F821 (snakemake is injected)
 table = models_summary(snakemake.input.metrics)  # noqa: F821
+paper = models_summary(snakemake.input.get("paper", []))  # noqa: F821
 print(table.to_string(), file=sys.stderr)
-write_table(table, snakemake.output.csv, snakemake.output.html)  # noqa: F821
+write_table(table, snakemake.output.csv, snakemake.output.html, paper=paper,  # noqa: F821
+            title=snakemake.params.title)  # noqa: F821

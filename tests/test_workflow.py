@@ -89,7 +89,7 @@ def test_end_to_end_outputs(finished_run):
     assert configurations and all(len(s) == 1 for s in configurations.values())
     # logs and benchmarks for every job
     assert len(list((finished_run / "logs" / "simulate").rglob("*.log"))) == 9
-    assert len(list((finished_run / "logs" / "benchmarks").rglob("*.tsv"))) == 45  # every job
+    assert len(list((finished_run / "logs" / "benchmarks").rglob("*.tsv"))) == 46  # every job
     # models: trained, evaluated on the test split against the training-mean baseline
     for model in ("p1_s_nd", "p1_rms_xi"):
         assert (results / "models" / model / "model.pt").stat().st_size > 0
@@ -142,6 +142,22 @@ def test_report_collects_figures_and_table(finished_run, tmp_path):
     html = report.read_text(errors="replace")
     assert report.stat().st_size > 10_000
     assert "sample-0.png" in html and "datasets.html" in html
+    # the landing view (the workflow description) holds the results page
+    description = html.split("var workflow_desc = ", 1)[1].split("</script>", 1)[0]
+    assert "mesoinv-results" in description and description.count("<table") >= 6
+    for name in ("prediction-example.png", "metrics.csv", "results.json"):
+        assert name in html
+
+
+def test_report_opens_on_the_results_in_a_browser(finished_run, tmp_path):
+    """The report in headless Chromium (installed with apt-get when missing): the landing view
+    shows the results tables (DOM and screenshot; scripts/check_report.py)."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "check_report.py"), "--directory",
+         str(finished_run), "--configfile", str(TEST_CONFIG), "--output", str(tmp_path),
+         "--install-browser"], capture_output=True, text=True, cwd=ROOT, timeout=900)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (tmp_path / "landing.png").stat().st_size > 10_000
 
 
 def test_lint_and_format():
@@ -181,7 +197,7 @@ def test_rerun_single_targets(finished_run):
         "split_dataset": 3, "dataset_summary": 1, "train_model": 5, "predict_test_split": 4,
         "generate_evaluation_split": 1, "evaluate_model": 2, "evaluate_potential_model": 2,
         "evaluate_diffusion_model": 1, "models_summary": 1, "potential_models_summary": 1,
-        "diffusion_models_summary": 1, "all": 1}
+        "diffusion_models_summary": 1, "results_page": 1, "all": 1}
 
 
 def test_config_changes_rerun_only_what_they_affect(finished_run, tmp_path):
@@ -194,7 +210,8 @@ def test_config_changes_rerun_only_what_they_affect(finished_run, tmp_path):
     path.write_text(yaml.safe_dump(changed))
     assert planned_jobs(finished_run, config=path) == {
         "validate_dataset": 1, "split_dataset": 1, "dataset_summary": 1, "train_model": 2,
-        "predict_test_split": 2, "evaluate_model": 2, "models_summary": 1, "all": 1}
+        "predict_test_split": 2, "evaluate_model": 2, "models_summary": 1, "results_page": 1,
+        "all": 1}
     # Growing the dataset from 10 to 12 samples: only the last, partial shard (ids 8…) reruns.
     grown = json.loads(json.dumps(config))
     grown["datasets"]["p1_varying"]["n_samples"] = 12
@@ -219,7 +236,7 @@ def test_model_hyperparameter_change_reruns_only_its_training_and_evaluation(fin
     path.write_text(yaml.safe_dump(config))
     assert planned_jobs(finished_run, config=path) == {
         "model_definition": 1, "train_model": 1, "predict_test_split": 1, "evaluate_model": 1,
-        "models_summary": 1, "all": 1}
+        "models_summary": 1, "results_page": 1, "all": 1}
     # Writing a default explicitly changes nothing (definitions hold the defaults filled in).
     config["models"]["p1_s_nd"]["optimizer"] = {"learning_rate": 1e-3, "name": "adam"}
     path.write_text(yaml.safe_dump(config))

@@ -161,6 +161,59 @@ def model_metric_files(kinds=PARAMETER_MODEL_KINDS):
     return [f"results/evaluation/{name}/metrics.csv" for name in models_of_kinds(kinds)]
 
 
+# The results page (evaluate.smk, rule results_page), the report's landing content. Tables and
+# metric files go to the report category "All results" (sorted first in its menu), one
+# subcategory per family.
+RESULTS_SUBCATEGORY = {
+    "p1_parameter_cnn": "P1 parameters",
+    "p1_fourier_cnn": "P1 potential",
+    "p1_encoder_decoder": "P1 potential",
+    "p2_diffusion": "P2 antidots",
+}
+# The key figure of each model kind, on the results page beside its prediction example.
+KEY_FIGURES = {
+    "p1_parameter_cnn": "predicted_vs_true.png",
+    "p1_fourier_cnn": "r_p_histogram.png",
+    "p1_encoder_decoder": "r_p_histogram.png",
+    "p2_diffusion": "accuracy.png",
+}
+RESULTS_KINDS = PARAMETER_MODEL_KINDS + POTENTIAL_MODEL_KINDS + DIFFUSION_MODEL_KINDS
+
+
+def results_models():
+    """[name, kind, dataset, evaluated split] of every evaluated model in the configuration's
+    order, as canonical JSON."""
+    return canonical_json(
+        [
+            {
+                "name": name,
+                "kind": entry["kind"],
+                "dataset": entry["dataset"],
+                "split": entry.get("evaluation_split", "test"),
+            }
+            for name, entry in config["models"].items()
+            if entry["kind"] in RESULTS_KINDS
+        ]
+    )
+
+
+def results_files(filename, **report_args):
+    """results/evaluation/<model>/<filename> of every evaluated model, marked for the report
+    when report_args are given (category, subcategory and labels per model)."""
+    files = []
+    for name in models_of_kinds(RESULTS_KINDS):
+        path = f"results/evaluation/{name}/{filename}"
+        if report_args:
+            kind = config["models"][name]["kind"]
+            args = {
+                key: value(name, kind) if callable(value) else value
+                for key, value in report_args.items()
+            }
+            path = report(path, **args)
+        files.append(path)
+    return files
+
+
 def model_targets():
     if not config["models"]:
         return []
@@ -192,6 +245,8 @@ def model_targets():
         + (["results/reports/models.html"] if parameter_models else [])
         + (["results/reports/potential_models.html"] if potential_models else [])
         + (["results/reports/diffusion_models.html"] if diffusion_models else [])
+        # the report's landing content (evaluate.smk, rule results_page)
+        + ["results/reports/results.html", "results/reports/results.json"]
     )
 
 

@@ -130,15 +130,25 @@ rule evaluate_diffusion_model:
         " --device auto > {log} 2>&1"
 
 
+# Summaries and the results page (the report's landing content; its inputs and the report
+# categories of the metric files are defined in common.smk: results_files, KEY_FIGURES).
+
+
 rule models_summary:
-    # Every model against its baseline and the paper's numbers (test split).
+    # Every parameter model against its baselines, its ceiling and the paper (test split).
     input:
         metrics=lambda wildcards: model_metric_files(PARAMETER_MODEL_KINDS),
+        paper=lambda wildcards: [
+            f"results/evaluation/{name}/paper_comparison.csv"
+            for name in models_of_kinds(PARAMETER_MODEL_KINDS)
+        ],
     output:
         html=report(
             "results/reports/models.html",
             caption="../report/models.rst",
-            category="Models",
+            category="All results",
+            subcategory="P1 parameters",
+            labels={"model": "every parameter model", "file": "table (readable)"},
         ),
         csv="results/reports/models.csv",
     log:
@@ -147,6 +157,8 @@ rule models_summary:
         "logs/benchmarks/models_summary.tsv"
     conda:
         "../../envs/mesoinv.yaml"
+    params:
+        title="P1 Sec. III: every parameter model against its baselines and the paper",
     script:
         "../../scripts/models_summary.py"
 
@@ -155,11 +167,17 @@ rule potential_models_summary:
     # Both potential models against their baselines and P1's r_P (test split).
     input:
         metrics=lambda wildcards: model_metric_files(POTENTIAL_MODEL_KINDS),
+        paper=lambda wildcards: [
+            f"results/evaluation/{name}/paper_comparison.csv"
+            for name in models_of_kinds(POTENTIAL_MODEL_KINDS)
+        ],
     output:
         html=report(
             "results/reports/potential_models.html",
             caption="../report/potential_models.rst",
-            category="Models",
+            category="All results",
+            subcategory="P1 potential",
+            labels={"model": "every potential model", "file": "table (readable)"},
         ),
         csv="results/reports/potential_models.csv",
     log:
@@ -168,19 +186,23 @@ rule potential_models_summary:
         "logs/benchmarks/potential_models_summary.tsv"
     conda:
         "../../envs/mesoinv.yaml"
+    params:
+        title="P1 Sec. IV: every potential model against its baselines and the paper",
     script:
         "../../scripts/models_summary.py"
 
 
 rule diffusion_models_summary:
-    # P2 models: antidot accuracy against the trace-blind baselines (validation split).
+    # P2 models: antidot accuracy against the lookup, placement and trace-blind baselines.
     input:
         metrics=lambda wildcards: model_metric_files(DIFFUSION_MODEL_KINDS),
     output:
         html=report(
             "results/reports/diffusion_models.html",
             caption="../report/diffusion_models.rst",
-            category="Models",
+            category="All results",
+            subcategory="P2 antidots",
+            labels={"model": "every diffusion model", "file": "table (readable)"},
         ),
         csv="results/reports/diffusion_models.csv",
     log:
@@ -189,5 +211,61 @@ rule diffusion_models_summary:
         "logs/benchmarks/diffusion_models_summary.tsv"
     conda:
         "../../envs/mesoinv.yaml"
+    params:
+        title="P2: every diffusion model against its baselines",
     script:
         "../../scripts/models_summary.py"
+
+
+rule results_page:
+    # The report's landing content (workflow/report/workflow.rst includes results.html): per
+    # paper the headline metric of every model beside every baseline of its metric file, the
+    # ceiling and the paper; key figures; results.json holds the same numbers and the split
+    # sizes (docs/demo-results.json is its copy from the last demo run, checked against the
+    # README by tests/test_readme.py). Marks the metric files and prediction examples for
+    # the report.
+    input:
+        metrics=results_files(
+            "metrics.csv",
+            caption="../report/metrics_file.rst",
+            category="All results",
+            subcategory=lambda name, kind: RESULTS_SUBCATEGORY[kind],
+            labels=lambda name, kind: {"model": name, "file": "metrics.csv"},
+        ),
+        paper=[
+            f"results/evaluation/{name}/paper_comparison.csv"
+            for name in models_of_kinds(PARAMETER_MODEL_KINDS + POTENTIAL_MODEL_KINDS)
+        ],
+        figures=[
+            f"results/evaluation/{name}/{KEY_FIGURES[config['models'][name]['kind']]}"
+            for name in models_of_kinds(RESULTS_KINDS)
+        ],
+        examples=results_files(
+            "prediction-example.png",
+            caption="../report/prediction_example.rst",
+            category="Models",
+            subcategory=lambda name, kind: name,
+            labels=lambda name, kind: {"model": name, "figure": "prediction example"},
+        ),
+        manifests=[
+            f"results/datasets/{name}/manifest.json" for name in config["datasets"]
+        ],
+    output:
+        html="results/reports/results.html",
+        json=report(
+            "results/reports/results.json",
+            caption="../report/results.rst",
+            category="All results",
+            subcategory="Summary",
+            labels={"model": "every model", "file": "results.json"},
+        ),
+    log:
+        "logs/results_page.log",
+    benchmark:
+        "logs/benchmarks/results_page.tsv"
+    conda:
+        "../../envs/mesoinv.yaml"
+    params:
+        models=results_models(),
+    script:
+        "../../scripts/results_page.py"

@@ -1,5 +1,6 @@
-"""Dataset summary table (pandas) for the report."""
+"""Summary tables for the report: the datasets, and every model's metric rows."""
 
+import html
 import json
 from pathlib import Path
 
@@ -137,11 +138,31 @@ def models_summary(metric_files) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def write_table(table: pd.DataFrame, csv_path, html_path):
-    """A report table as CSV (for scripts) and HTML (for ``snakemake --report``), atomically."""
+def write_table(table: pd.DataFrame, csv_path, html_path, *, paper: pd.DataFrame | None = None,
+                title: str = ""):
+    """A models table as CSV (every column at full precision, for scripts) and as readable
+    HTML for ``snakemake --report``: units in the headers, intervals in the cells, the paper
+    comparison below, the commands in a collapsible provenance section
+    (:mod:`mesoinv.evaluation.tables`). Both written atomically.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`models_summary` of ``metrics.csv`` files.
+    csv_path, html_path : path-like
+    paper : pandas.DataFrame, optional
+        :func:`models_summary` of the models' ``paper_comparison.csv`` files.
+    title : str
+        Heading of the HTML page.
+    """
     from ..datasets.netcdf import atomic_path
+    from .tables import fragment, metrics_table_html, paper_table_html, provenance_html
 
     with atomic_path(csv_path) as tmp:
         table.to_csv(tmp, index=False)
+    body = [f"<h3>{html.escape(title)}</h3>" if title else "", metrics_table_html(table)]
+    if paper is not None and not paper.empty:
+        body += ["<h4>Against the paper</h4>", paper_table_html(paper)]
+    body.append(provenance_html(table))
     with atomic_path(html_path) as tmp:
-        tmp.write_text(table.to_html(index=False, border=0, classes="table table-striped"))
+        tmp.write_text(fragment("\n".join(body)), encoding="utf-8")
