@@ -164,6 +164,68 @@ def test_guidance_moves_the_mean_as_the_deformed_score_says(sampler, options, ga
     assert std == pytest.approx(expected_std, abs=std_tol)  # guidance keeps the width here
 
 
+class ExactGaussianOutput(ExactGaussianDenoiser):
+    """The exact x̂₀* or v* of the same Gaussian data, from the closed-form posterior of this
+    file (x̂₀* = a x + b; v* = √ᾱ ε* − σ x̂₀*), not from ``GaussianDiffusion``."""
+
+    def __init__(self, prediction, *args):
+        super().__init__(*args)
+        self.prediction = prediction
+
+    def forward(self, x_t, t, trace, keep_condition, return_attention=False):
+        alpha = self.alphas_cumprod[t.cpu()].to(x_t.dtype).reshape(-1, 1, 1, 1)
+        mu = torch.where(keep_condition.reshape(-1, 1, 1, 1),
+                         torch.tensor(self.mu[0], dtype=x_t.dtype),
+                         torch.tensor(self.mu[1], dtype=x_t.dtype))
+        a = alpha.sqrt() * self.std ** 2 / (alpha * self.std ** 2 + 1.0 - alpha)
+        x0 = a * x_t + mu - a * alpha.sqrt() * mu
+        epsilon = super().forward(x_t, t, trace, keep_condition)
+        out = x0 if self.prediction == "x0" else alpha.sqrt() * epsilon - (1 - alpha).sqrt() * x0
+        return (out, None) if return_attention else out
+
+
+@pytest.mark.parametrize("prediction", ["v", "x0"])
+@pytest.mark.parametrize("gamma", [1.0, 2.0])
+def test_v_and_x0_prediction_sample_what_the_exact_output_implies(prediction, gamma):
+    """A network that outputs the exact v* or x̂₀* must generate what the exact ε* does: the
+    recurrence's moments (DDIM, 50 steps) at the guided mean."""
+    diffusion = GaussianDiffusion(prediction=prediction)
+    denoiser = ExactGaussianOutput(prediction, diffusion, MU_CONDITIONAL, MU_UNCONDITIONAL,
+                                   DATA_STD)
+    x = diffusion.sample(denoiser, torch.zeros(SHAPE[0], 4), SHAPE, sampler="ddim", steps=50,
+                         guidance_scale=gamma, generator=torch.Generator().manual_seed(3))
+    target = gamma * MU_CONDITIONAL + (1 - gamma) * MU_UNCONDITIONAL
+    expected_mean, expected_std = ddim_moments(target, DATA_STD, 50, 0.0)
+    mean_tol, std_tol = _tolerances(expected_std)
+    assert float(x.double().mean()) == pytest.approx(expected_mean, abs=mean_tol)
+    assert float(x.double().std()) == pytest.approx(expected_std, abs=std_tol)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v", "x0"])
+def test_training_targets_by_hand(prediction):
+    """The loss is zero for the target written from its definition and the noise estimate
+    of that target is the drawn ε."""
+    diffusion = GaussianDiffusion(prediction=prediction)
+    generator = torch.Generator().manual_seed(0)
+    x0 = torch.randn(5, 1, 4, 4, generator=generator, dtype=torch.float64)
+    noise = torch.randn(5, 1, 4, 4, generator=generator, dtype=torch.float64)
+    t = torch.tensor([0, 10, 500, 998, 999])
+    alpha = torch.from_numpy(_schedule()[1][t.numpy()]).reshape(-1, 1, 1, 1)
+    by_hand = {"epsilon": noise, "x0": x0,
+               "v": alpha.sqrt() * noise - (1 - alpha).sqrt() * x0}[prediction]
+    torch.testing.assert_close(diffusion.training_target(x0, t, noise), by_hand)
+    x_t = alpha.sqrt() * x0 + (1 - alpha).sqrt() * noise
+    torch.testing.assert_close(diffusion.output_to_noise(x_t, t, by_hand), noise)
+
+    def network(x, steps, trace, keep, return_attention=False):
+        return by_hand
+
+    loss = diffusion.loss(network, x0, None, t=t, noise=noise)
+    assert float(loss) == pytest.approx(0.0, abs=1e-20)
+    with pytest.raises(ValueError, match="prediction"):
+        GaussianDiffusion(prediction="score")
+
+
 # --- SAM --------------------------------------------------------------------------------------
 
 PIXELS = 6

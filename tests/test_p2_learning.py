@@ -403,7 +403,8 @@ def test_sam_training_loss_falls_resumes_and_writes_a_model_file(splits, tmp_pat
     assert content["network"]["kwargs"]["image_size"] == 20
     assert content["network"]["kwargs"]["n_fields"] == 6
     assert content["inputs"]["n_fields"] == 6 and len(content["inputs"]["fields_T"]) == 6
-    assert content["diffusion"] == {"num_timesteps": 100, "beta_start": 1e-4, "beta_end": 0.02}
+    assert content["diffusion"] == {"num_timesteps": 100, "beta_start": 1e-4, "beta_end": 0.02,
+                                    "prediction": "epsilon"}
     assert content["sampling"]["steps"] == 5 and content["sampling"]["sampler"] == "ddim"
     assert content["data_metadata"]["antidot_radius_sites"] == 2.5
     assert content["data_metadata"]["ldos_padding_sites"] == 2

@@ -3,7 +3,7 @@ guidance, DDPM and DDIM sampling, and the model's score.
 
 A plain class, not an ``nn.Module`` and not Lightning: the schedule is a fixed function of its
 constructor arguments, so it holds no parameters, adds nothing to a checkpoint or to weight
-averaging, and is rebuilt from ``{"num_timesteps", "beta_start", "beta_end"}``. Its tensors
+averaging, and is rebuilt from ``{"num_timesteps", "beta_start", "beta_end", "prediction"}``. Its tensors
 live in float64 on the CPU and are indexed and cast to the sample's device and dtype at use.
 
 Conventions
@@ -13,8 +13,12 @@ Conventions
 * Schedule: DDPM's linear β (Ho et al. 2020): β_t from 1e-4 to 0.02 over 1000 steps; those
   endpoints were chosen for T = 1000 and are not rescaled for other T. ᾱ_t = Π_{s≤t}(1 − β_s).
 * Forward process: x_t = √ᾱ_t x_0 + σ_t ε with σ_t = √(1 − ᾱ_t), ε ~ N(0, 1).
-* The network predicts ε; the loss is the MSE between prediction and the drawn ε, with t
-  uniform over the T steps (P2 Sec. IV).
+* What the network predicts (``prediction``): ``epsilon`` (P2, DDPM: ε, loss MSE against the
+  drawn ε), ``v`` (Salimans & Ho 2022: v = √ᾱ_t ε − σ_t x_0) or ``x0`` (the clean image), the
+  loss the MSE against that target, t uniform over the T steps (P2 Sec. IV). Every sampler and
+  the score use the noise estimate the output implies: ε = (x_t − √ᾱ_t x̂_0)/σ_t for ``x0``,
+  ε = σ_t x_t + √ᾱ_t v for ``v``. The map from output to ε is affine in the output at fixed
+  (x_t, t), so guidance may combine outputs or noise estimates alike.
 
 Guidance and P2's deformed score
 --------------------------------
@@ -39,7 +43,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-__all__ = ["GaussianDiffusion", "SamplingStep"]
+__all__ = ["GaussianDiffusion", "SamplingStep", "PREDICTIONS"]
+
+#: What the network may be trained to predict (module docstring).
+PREDICTIONS = ("epsilon", "v", "x0")
 
 
 @dataclass
@@ -102,17 +109,22 @@ class GaussianDiffusion:
         T, the number of diffusion steps (1000 in P2).
     beta_start, beta_end : float
         First and last β of the linear schedule (DDPM: 1e-4, 0.02).
+    prediction : str
+        The network's target, :data:`PREDICTIONS` (module docstring); P2: ``epsilon``.
     """
 
     def __init__(self, num_timesteps: int = 1000, beta_start: float = 1e-4,
-                 beta_end: float = 0.02):
+                 beta_end: float = 0.02, prediction: str = "epsilon"):
+        if prediction not in PREDICTIONS:
+            raise ValueError(f"unknown prediction {prediction!r} (known: {PREDICTIONS})")
+        self.prediction = prediction
         if num_timesteps < 1:
             raise ValueError(f"num_timesteps must be positive, got {num_timesteps}")
         if not 0.0 < beta_start <= beta_end < 1.0:
             raise ValueError(f"need 0 < beta_start <= beta_end < 1, got {beta_start}, {beta_end}")
         self.num_timesteps = int(num_timesteps)
         self._config = {"num_timesteps": self.num_timesteps, "beta_start": float(beta_start),
-                        "beta_end": float(beta_end)}
+                        "beta_end": float(beta_end), "prediction": prediction}
         self.betas = torch.linspace(beta_start, beta_end, num_timesteps, dtype=torch.float64)
         self.alphas = 1.0 - self.betas
         self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)
@@ -156,6 +168,27 @@ class GaussianDiffusion:
         return ((x_t - self._at(self.sigmas, t, x_t) * epsilon)
                 / self._at(self.sqrt_alphas_cumprod, t, x_t))
 
+    def training_target(self, x0: torch.Tensor, t: torch.Tensor,
+                        noise: torch.Tensor) -> torch.Tensor:
+        """What the network learns to output for (x_0, t, ε): ε, v or x_0 (``prediction``)."""
+        if self.prediction == "epsilon":
+            return noise
+        if self.prediction == "x0":
+            return x0
+        return (self._at(self.sqrt_alphas_cumprod, t, x0) * noise
+                - self._at(self.sigmas, t, x0) * x0)
+
+    def output_to_noise(self, x_t: torch.Tensor, t: torch.Tensor,
+                        output: torch.Tensor) -> torch.Tensor:
+        """The noise estimate ε̂ implied by a network output at (x_t, t) (module docstring)."""
+        if self.prediction == "epsilon":
+            return output
+        sigma = self._at(self.sigmas, t, x_t)
+        root = self._at(self.sqrt_alphas_cumprod, t, x_t)
+        if self.prediction == "x0":
+            return (x_t - root * output) / sigma
+        return sigma * x_t + root * output
+
     def draw_training_inputs(self, x0: torch.Tensor, condition_dropout: float = 0.0,
                              generator: torch.Generator | None = None):
         """The randomness of one training batch, drawn once so that every pass over the batch
@@ -189,7 +222,8 @@ class GaussianDiffusion:
 
     def loss(self, model, x0: torch.Tensor, trace: torch.Tensor | None, *, t: torch.Tensor,
              noise: torch.Tensor, keep_condition: torch.Tensor | None = None) -> torch.Tensor:
-        """ε-prediction MSE, ``mean((model(x_t, t, trace) − ε)²)``, for the given t and noise.
+        """MSE between the network's output and its target (ε, v or x_0; ``prediction``),
+        ``mean((model(x_t, t, trace) − target)²)``, for the given t and noise.
 
         t, noise and keep_condition are arguments (not drawn here) so that SAM's two passes
         evaluate the same loss function at two weight vectors.
@@ -198,7 +232,7 @@ class GaussianDiffusion:
         prediction = model(x_t, t, trace, keep_condition)
         # At least float32 (bf16 predictions are promoted), float64 under 64-true.
         dtype = torch.promote_types(prediction.dtype, torch.float32)
-        return F.mse_loss(prediction.to(dtype), noise.to(dtype))
+        return F.mse_loss(prediction.to(dtype), self.training_target(x0, t, noise).to(dtype))
 
     # --- guidance and score -----------------------------------------------------------------
     def predict_noise(self, model, x_t: torch.Tensor, t, trace: torch.Tensor | None, *,
@@ -218,16 +252,21 @@ class GaussianDiffusion:
         keep = torch.ones(batch, dtype=torch.bool, device=x_t.device)
         gamma = float(guidance_scale)
         if trace is None or gamma == 0.0:
-            return model(x_t, t, trace, torch.zeros_like(keep), return_attention=return_attention)
-        if gamma == 1.0:
-            return model(x_t, t, trace, keep, return_attention=return_attention)
-        output = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([trace, trace]),
-                       torch.cat([keep, torch.zeros_like(keep)]),
-                       return_attention=return_attention)
-        epsilon, attention = output if return_attention else (output, None)
-        conditional, unconditional = epsilon.chunk(2)
-        guided = gamma * conditional + (1.0 - gamma) * unconditional
-        return (guided, attention[:batch]) if return_attention else guided
+            output = model(x_t, t, trace, torch.zeros_like(keep),
+                           return_attention=return_attention)
+        elif gamma == 1.0:
+            output = model(x_t, t, trace, keep, return_attention=return_attention)
+        else:
+            output = model(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([trace, trace]),
+                           torch.cat([keep, torch.zeros_like(keep)]),
+                           return_attention=return_attention)
+        raw, attention = output if return_attention else (output, None)
+        if raw.shape[0] == 2 * batch:
+            conditional, unconditional = raw.chunk(2)
+            raw = gamma * conditional + (1.0 - gamma) * unconditional
+            attention = None if attention is None else attention[:batch]
+        epsilon = self.output_to_noise(x_t, t, raw)
+        return (epsilon, attention) if return_attention else epsilon
 
     @torch.no_grad()
     def score(self, model, x_t: torch.Tensor, t, trace: torch.Tensor | None, *,

@@ -124,7 +124,8 @@ def make_diffusion_optimizer(parameters, config: dict) -> torch.optim.Optimizer:
 
 
 class DiffusionModule(pl.LightningModule):
-    """ε-prediction training of a trace-conditioned denoiser with SAM or a plain optimizer.
+    """Training of a trace-conditioned denoiser (ε, v or x₀ prediction) with SAM or a plain
+    optimizer.
 
     Parameters
     ----------
@@ -248,6 +249,7 @@ class DiffusionModule(pl.LightningModule):
             raise ValueError(f"checkpoint was trained with optimizer {saved['optimizer']!r}, "
                              f"this run uses {self.optimizer_config['name']!r}: its optimizer "
                              "state cannot be resumed; start a fresh run")
-        if saved["diffusion"] != self.diffusion.config():
+        # Checkpoints written before ``prediction`` existed were ε-prediction runs.
+        if {"prediction": "epsilon", **saved["diffusion"]} != self.diffusion.config():
             raise ValueError(f"checkpoint's diffusion schedule {saved['diffusion']} differs from "
                              f"this run's {self.diffusion.config()}; start a fresh run")

@@ -72,7 +72,8 @@ MODEL_KIND = "p2_diffusion"
 #: Every key of a p2_diffusion definition with its default (module docstring).
 DEFAULTS = {
     "architecture": {},
-    "diffusion": {"num_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02},
+    "diffusion": {"num_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02,
+                  "prediction": "epsilon"},
     "optimizer": {"name": "sam", "base": "adam", "learning_rate": 2e-4, "weight_decay": 0.0,
                   "rho": 0.05, "adaptive": False},
     "condition_dropout": 0.1,
