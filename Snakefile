@@ -25,6 +25,7 @@ include: "workflow/rules/figures.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/sweeps.smk"
 
 
 rule all:

@@ -9,8 +9,10 @@ before anything is written.
 
 import copy
 import hashlib
+import itertools
 import json
 import math
+import random
 import re
 from importlib import resources
 from pathlib import Path
@@ -20,7 +22,8 @@ import yaml
 
 __all__ = ["ConfigError", "load_config", "validate_config", "load_schema", "sample_config_hash",
            "parameter_range", "dataset_definition", "check_duplicate_keys", "check_config_file",
-           "precision_refusal"]
+           "precision_refusal", "expand_sweeps", "sweep_points", "sweep_selection",
+           "SELECTION_METRICS", "SWEEP_MODEL_KINDS"]
 
 #: Physically sensible bounds, checked beyond the schema (units in the key names).
 DOPANT_DISTANCE_BOUNDS_NM = (5.0, 500.0)
@@ -74,6 +77,7 @@ class ConfigError(ValueError):
 
     def __init__(self, key: str, message: str):
         self.key = key
+        self.reason = message
         super().__init__(f"config key '{key}': {message}")
 
 
@@ -176,6 +180,33 @@ def validate_config(config: dict) -> dict:
         raise ConfigError("<top level>", f"expected a mapping, got {type(config).__name__}")
     config = _yaml11_floats(copy.deepcopy(config))
     _check_finite(config)
+    _check_schema(config)
+    seeds = {}
+    for name, dataset in config["datasets"].items():
+        _check_dataset(f"datasets.{name}", dataset)
+        if dataset["seed"] in seeds:
+            raise ConfigError(f"datasets.{name}.seed",
+                              f"{dataset['seed']} is also the seed of dataset "
+                              f"'{seeds[dataset['seed']]}': their samples would share random "
+                              "numbers (correlated datasets); give each dataset its own seed")
+        seeds[dataset["seed"]] = name
+    for name, model in config.get("models", {}).items():
+        if "sweep" not in model:
+            _check_model(f"models.{name}", model, config["datasets"])
+    expand_sweeps(config)
+    figure_ids = config.get("figures", {}).get("sample_ids", [])
+    for name, dataset in config["datasets"].items():
+        for sample_id in figure_ids:
+            if sample_id >= dataset["n_samples"]:
+                raise ConfigError("figures.sample_ids",
+                                  f"sample id {sample_id} does not exist in dataset '{name}' "
+                                  f"({dataset['n_samples']} samples)")
+    return config
+
+
+def _check_schema(config):
+    """One pass of the JSON schema (defaults filled in place); the first error, by depth,
+    becomes a ConfigError naming its key."""
     validator = _Validator(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.path), list(e.path)))
     if errors:
@@ -191,25 +222,6 @@ def validate_config(config: dict) -> dict:
             raise ConfigError(_key(error.path), _type_message(error))
         reason = _precision_refusal(config, error)
         raise ConfigError(_key(error.path), error.message + (f": {reason}" if reason else ""))
-    seeds = {}
-    for name, dataset in config["datasets"].items():
-        _check_dataset(f"datasets.{name}", dataset)
-        if dataset["seed"] in seeds:
-            raise ConfigError(f"datasets.{name}.seed",
-                              f"{dataset['seed']} is also the seed of dataset "
-                              f"'{seeds[dataset['seed']]}': their samples would share random "
-                              "numbers (correlated datasets); give each dataset its own seed")
-        seeds[dataset["seed"]] = name
-    for name, model in config.get("models", {}).items():
-        _check_model(f"models.{name}", model, config["datasets"])
-    figure_ids = config.get("figures", {}).get("sample_ids", [])
-    for name, dataset in config["datasets"].items():
-        for sample_id in figure_ids:
-            if sample_id >= dataset["n_samples"]:
-                raise ConfigError("figures.sample_ids",
-                                  f"sample id {sample_id} does not exist in dataset '{name}' "
-                                  f"({dataset['n_samples']} samples)")
-    return config
 
 
 def precision_refusal(kind: str | None, precision) -> str | None:
@@ -481,6 +493,11 @@ def _check_model(key, model, datasets):
         raise ConfigError(f"{key}.dataset", f"a p1_fourier_cnn rebuilds V(x, y) with Eq. (1) at "
                                            f"one dopant distance s; dataset '{name}' draws s in "
                                            f"{distance} nm (use a fixed dopant_distance_nm)")
+    subset = model.get("train_subset")
+    if subset is not None and subset["n_samples"] > dataset["n_samples"]:
+        raise ConfigError(f"{key}.train_subset.n_samples",
+                          f"{subset['n_samples']} training samples asked for; dataset '{name}' "
+                          f"has {dataset['n_samples']} samples in all splits together")
     if dataset["splits"]["val"] == 0 and model["early_stopping"] is not None:
         raise ConfigError(f"{key}.early_stopping", f"dataset '{name}' has no validation split "
                                                    "to stop on (splits.val = 0)")
@@ -509,6 +526,229 @@ def _check_model(key, model, datasets):
             raise ConfigError(f"{key}.inputs.mirror_augmentation",
                               f"the QPC of dataset '{name}' is not centred (qpc_center_nm = "
                               f"{centre}): y -> -y is no symmetry of the device")
+
+
+# -- sweeps ------------------------------------------------------------------------------
+#: Model kinds a sweep may take as its base (P1: validation metrics with intervals).
+SWEEP_MODEL_KINDS = ("p1_parameter_cnn", "p1_fourier_cnn", "p1_encoder_decoder")
+SWEEP_MODES = ("grid", "random", "learning_curve")
+#: More points than this in one sweep is a typo in a grid, not a plan (one job per point).
+MAX_SWEEP_POINTS = 1000
+#: Validation metrics a sweep selects on, per family: metric → higher is better.
+SELECTION_METRICS = {
+    "parameters": {"relative_error_std": False, "error_std": False, "rmse": False, "r2": True},
+    "potential": {"r_p_median": True, "r_p_mean": True, "r_p_q05": True,
+                  "relative_rmse": False, "fraction_r_p_above_0_9": True,
+                  "fraction_r_p_above_0_99": True},
+}
+#: Metrics without units, which may be averaged over the targets (``target: mean``).
+_DIMENSIONLESS = ("relative_error_std", "r2")
+
+
+def _family(kind: str) -> str:
+    return "parameters" if kind == "p1_parameter_cnn" else "potential"
+
+
+def sweep_selection(config: dict, name: str) -> dict:
+    """``{"metric", "target", "higher_is_better"}`` of sweep ``name`` of a validated config.
+
+    ``target`` is a target name, ``"mean"`` (the mean of the metric over the model's targets)
+    or ``"potential"`` (potential models)."""
+    selection = config["sweeps"][name]["selection"]
+    kind = config["models"][config["sweeps"][name]["base"]]["kind"]
+    return {**selection, "higher_is_better": SELECTION_METRICS[_family(kind)][selection["metric"]]}
+
+
+def sweep_points(config: dict) -> dict:
+    """``{sweep: [point model names in point order]}`` of a validated (expanded) config."""
+    out = {name: [] for name in config.get("sweeps", {})}
+    for model, entry in config.get("models", {}).items():
+        if "sweep" in entry:
+            out[entry["sweep"]["name"]].append((entry["sweep"]["point"], model))
+    return {name: [model for _, model in sorted(points)] for name, points in out.items()}
+
+
+def _set_dotted(entry: dict, dotted: str, value, key: str):
+    """``entry[a][b][c] = value`` for ``dotted = "a.b.c"``; missing (or null) mappings on the
+    way are created, so ``early_stopping.patience`` works on a base without early stopping."""
+    parts = dotted.split(".")
+    if not all(parts):
+        raise ConfigError(key, f"'{dotted}' is not a dotted key (empty part)")
+    if parts[0] in ("kind", "sweep", "name"):
+        raise ConfigError(key, f"a sweep cannot change '{parts[0]}' (sweep a dataset, a "
+                               "hyperparameter or train_subset, not the model's kind)")
+    node = entry
+    for depth, part in enumerate(parts[:-1]):
+        if node.get(part) is None:
+            node[part] = {}
+        elif not isinstance(node[part], dict):
+            raise ConfigError(key, f"'{'.'.join(parts[:depth + 1])}' of the base model is "
+                                   f"{node[part]!r}, not a mapping: '{dotted}' cannot be set")
+        node = node[part]
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def _significant(value: float) -> float:
+    return float(f"{value:.4g}")
+
+
+def _draw(rng: random.Random, spec: dict, key: str):
+    """One value of a random sweep's space entry (see the schema's ``sweep.random``)."""
+    (how, values), = spec.items()
+    if how == "choices":
+        return copy.deepcopy(values[rng.randrange(len(values))])
+    low, high = values
+    if low > high:
+        raise ConfigError(f"{key}.{how}", f"[{low}, {high}] has low > high")
+    if how == "integers":
+        return rng.randint(low, high)
+    if how == "uniform":
+        return _significant(rng.uniform(low, high))
+    return _significant(math.exp(rng.uniform(math.log(low), math.log(high))))
+
+
+def _sweep_plan(key: str, sweep: dict) -> list:
+    """``[(suffix, {dotted key: (value, config key reported on error)})]`` of a sweep."""
+    modes = [mode for mode in SWEEP_MODES if mode in sweep]
+    if len(modes) != 1:
+        raise ConfigError(key, f"needs exactly one of {', '.join(SWEEP_MODES)} (has "
+                               f"{', '.join(modes) or 'none'})")
+    mode = modes[0]
+    if mode == "grid":
+        grid = sweep["grid"]
+        count = math.prod(len(values) for values in grid.values())
+        if count > MAX_SWEEP_POINTS:
+            raise ConfigError(f"{key}.grid", f"{count:,} points, more than {MAX_SWEEP_POINTS}")
+        points = [{k: (v, f"{key}.grid.{k}") for k, v in zip(grid, values)}
+                  for values in itertools.product(*grid.values())]
+    elif mode == "random":
+        spec = sweep["random"]
+        rng = random.Random(spec["seed"])
+        points = []
+        space = spec["space"]
+        for _ in range(spec["n_points"]):
+            # drawn in sorted key order: the sample does not depend on the YAML's key order
+            drawn = {k: _draw(rng, space[k], f"{key}.random.space.{k}") for k in sorted(space)}
+            point = {k: (drawn[k], f"{key}.random.space.{k}") for k in space}
+            if point not in points:  # a small space drawn twice: one job, not two
+                points.append(point)
+    else:
+        curve = sweep["learning_curve"]
+        sizes = sorted(curve["n_samples"])
+        return [(f"n{n}", {"train_subset.n_samples": (n, f"{key}.learning_curve.n_samples"),
+                           "train_subset.seed": (curve["seed"], f"{key}.learning_curve.seed")})
+                for n in sizes]
+    width = max(2, len(str(len(points) - 1)))
+    return [(f"{index:0{width}d}", point) for index, point in enumerate(points)]
+
+
+def _check_selection(key: str, sweep: dict, base: dict):
+    """Resolve the selection defaults of a sweep in place and check them against its base."""
+    family = _family(base["kind"])
+    metrics = SELECTION_METRICS[family]
+    selection = sweep["selection"]
+    selection.setdefault("metric", next(iter(metrics)))
+    if selection["metric"] not in metrics:
+        raise ConfigError(f"{key}.selection.metric",
+                          f"{selection['metric']} is not a metric of {base['kind']} models "
+                          f"(known: {', '.join(metrics)})")
+    if family == "potential":
+        selection.setdefault("target", "potential")
+        allowed = ["potential"]
+    else:
+        selection.setdefault("target", "mean")
+        allowed = ["mean", *base["targets"]]
+    if selection["target"] not in allowed:
+        raise ConfigError(f"{key}.selection.target", f"{selection['target']!r} is not a "
+                                                     f"target of the base model (known: "
+                                                     f"{', '.join(allowed)})")
+    if selection["target"] == "mean" and selection["metric"] not in _DIMENSIONLESS:
+        raise ConfigError(f"{key}.selection.target",
+                          f"the mean of {selection['metric']} over targets of different units "
+                          f"means nothing: name one target or use {' or '.join(_DIMENSIONLESS)}")
+
+
+def _point_error(error: ConfigError, point: str, plan: dict, sweep_key: str) -> ConfigError:
+    """An error found in a point's model entry, reported under the sweep key that caused it
+    (the longest override key that is a prefix of the error's key)."""
+    path = error.key.split(".")[2:]  # models.<point>.<path>
+    owners = [k for k in plan if path[:len(k.split("."))] == k.split(".")]
+    owner = max(owners, key=len) if owners else None
+    values = ", ".join(f"{k} = {v!r}" for k, (v, _) in plan.items())
+    where = plan[owner][1] if owner else sweep_key
+    return ConfigError(where, f"point '{point}' ({values}): {'.'.join(path)}: {error.reason}")
+
+
+def expand_sweeps(config: dict) -> dict:
+    """Expand ``config["sweeps"]`` into ordinary model entries, in place (called by
+    :func:`validate_config` after the schema and the hand-written models are checked).
+
+    Each point is a deep copy of the base entry with the sweep's ``overrides`` and the
+    point's own values set at their dotted keys, plus a ``sweep`` record (name, point index,
+    the point's overrides); it is named ``<sweep>_<index>`` (grid, random; zero-padded) or
+    ``<sweep>_n<N>`` (learning curve), validated like a hand-written entry, and inserted into
+    ``config["models"]``. Entries a previous expansion wrote are replaced, so validating a
+    validated config changes nothing.
+
+    Raises
+    ------
+    ConfigError
+        A base that is not a P1 model entry, a point name taken by another model, a bad
+        selection, or a point whose entry is invalid (reported under the sweep key whose
+        value made it so, with the point named).
+    """
+    models = config.setdefault("models", {})
+    earlier = {name for name, entry in models.items() if "sweep" in entry}
+    for name in sorted(earlier):
+        if models[name]["sweep"]["name"] not in config.get("sweeps", {}):
+            raise ConfigError(f"models.{name}.sweep", "is written by the sweep expansion, not "
+                                                      "by hand, and no sweep of that name exists")
+        del models[name]
+    plans = {}  # point name → (its overrides with their config keys, the sweep's key)
+    for sweep_name, sweep in config.get("sweeps", {}).items():
+        key = f"sweeps.{sweep_name}"
+        base = models.get(sweep["base"])
+        if base is None:
+            raise ConfigError(f"{key}.base", f"no model '{sweep['base']}' (known: "
+                                             f"{', '.join(sorted(models)) or 'none'})")
+        if base["kind"] not in SWEEP_MODEL_KINDS:
+            raise ConfigError(f"{key}.base", f"'{sweep['base']}' is a {base['kind']} model; "
+                                             f"sweeps take {', '.join(SWEEP_MODEL_KINDS)}")
+        splits = config["datasets"][base["dataset"]]["splits"]
+        for split in ("val", "test"):
+            if splits[split] == 0:
+                raise ConfigError(f"{key}.base", f"dataset '{base['dataset']}' has no {split} "
+                                                 f"split: points are chosen on val, scored on test")
+        _check_selection(key, sweep, base)
+        fixed = {k: (v, f"{key}.overrides.{k}") for k, v in sweep.get("overrides", {}).items()}
+        for index, (suffix, point) in enumerate(_sweep_plan(key, sweep)):
+            name = f"{sweep_name}_{suffix}"
+            if name in models:
+                raise ConfigError(key, f"its point '{name}' has the name of another model: "
+                                       "rename the sweep or that model")
+            plan = {**fixed, **point}
+            entry = copy.deepcopy(base)
+            for dotted, (value, where) in plan.items():
+                _set_dotted(entry, dotted, value, where)
+            entry["sweep"] = {"name": sweep_name, "point": index,
+                              "overrides": {k: copy.deepcopy(v) for k, (v, _) in point.items()}}
+            models[name] = entry
+            plans[name] = (plan, key)
+    if plans:
+        try:  # one pass for every point: defaults filled, types and ranges checked
+            _check_schema(config)
+            for name in plans:
+                _check_model(f"models.{name}", models[name], config["datasets"])
+        except ConfigError as error:
+            name = error.key.split(".")[1] if error.key.startswith("models.") else None
+            if name not in plans:
+                raise
+            raise _point_error(error, name, *plans[name]) from None
+    stale = sorted(earlier - set(plans))
+    if stale:
+        raise ConfigError(f"models.{stale[0]}.sweep", "is written by the sweep expansion, not "
+                                                      "by hand, and no sweep makes this point")
+    return config
 
 
 def check_duplicate_keys(text: str, source: str = "the config") -> None:

@@ -1,11 +1,18 @@
 # Configuration checks and input functions shared by all rules.
+import csv
 import json
 import os
 import re
 import sys
 from pathlib import Path
 
-from mesoinv.config import check_config_file, dataset_definition, validate_config
+from mesoinv.config import (
+    check_config_file,
+    dataset_definition,
+    sweep_points,
+    sweep_selection,
+    validate_config,
+)
 from mesoinv.datasets.kinds import spec_from_entry
 
 # Validate before any job is scheduled: a bad value stops here naming its key, nothing is
@@ -148,13 +155,20 @@ POTENTIAL_FIGURES = (
 )
 
 
-def models_of_kinds(kinds):
-    return [name for name, entry in config["models"].items() if entry["kind"] in kinds]
+def models_of_kinds(kinds, sweep_points=False):
+    """Models of some kinds; the points of sweeps (sweeps.smk) only with sweep_points=True:
+    they are scored on validation, and only a sweep's chosen point on test."""
+    return [
+        name
+        for name, entry in config["models"].items()
+        if entry["kind"] in kinds and (sweep_points or "sweep" not in entry)
+    ]
 
 
 def model_pattern(kinds):
-    """Regex matching the names of the models of some kinds."""
-    return "|".join(re.escape(n) for n in models_of_kinds(kinds)) or "(?!)"
+    """Regex matching the names of the models of some kinds (sweep points included)."""
+    names = models_of_kinds(kinds, sweep_points=True)
+    return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
 def model_metric_files(kinds=PARAMETER_MODEL_KINDS):
@@ -192,7 +206,7 @@ def results_models():
                 "split": entry.get("evaluation_split", "test"),
             }
             for name, entry in config["models"].items()
-            if entry["kind"] in RESULTS_KINDS
+            if entry["kind"] in RESULTS_KINDS and "sweep" not in entry
         ]
     )
 
@@ -250,10 +264,87 @@ def model_targets():
     )
 
 
+# Sweeps and learning curves (config `sweeps:`, rules in sweeps.smk). The config loading
+# expanded each sweep into model entries <sweep>_<index> or <sweep>_n<N> with a `sweep` record.
+SWEEP_OUTPUTS = {
+    "select": ("validation.csv", "validation.png", "chosen_test.csv"),
+    "learning_curve": (
+        "learning_curve.csv",
+        "learning_curve_fit.csv",
+        "learning_curve.png",
+    ),
+}
+
+
+def sweep_mode(name):
+    return "learning_curve" if "learning_curve" in config["sweeps"][name] else "select"
+
+
+def sweep_names(mode):
+    return [name for name in config.get("sweeps", {}) if sweep_mode(name) == mode]
+
+
+def sweep_pattern(mode):
+    """Regex matching the names of the sweeps of one mode (select or learning_curve)."""
+    return "|".join(re.escape(n) for n in sweep_names(mode)) or "(?!)"
+
+
+def sweep_point_files(template):
+    """Input function: the template's file ({model}) of every point of the sweep."""
+
+    def files(wildcards):
+        points = sweep_points(config)[wildcards.sweep]
+        return [template.format(model=point) for point in points]
+
+    return files
+
+
+def sweep_params(wildcards):
+    """The sweep's points (name, overrides), selection, base kind and extrapolation size."""
+    sweep = config["sweeps"][wildcards.sweep]
+    base = config["models"][sweep["base"]]
+    return canonical_json(
+        {
+            "sweep": wildcards.sweep,
+            "points": [
+                {
+                    "name": point,
+                    "overrides": config["models"][point]["sweep"]["overrides"],
+                }
+                for point in sweep_points(config)[wildcards.sweep]
+            ],
+            "selection": sweep_selection(config, wildcards.sweep),
+            "kind": base["kind"],
+            "extrapolate_to": sweep.get("learning_curve", {}).get("extrapolate_to"),
+        }
+    )
+
+
+def sweep_chosen_test_metrics(wildcards):
+    """The test metrics of the point the validation table chose (after the checkpoint)."""
+    table = checkpoints.sweep_validation.get(sweep=wildcards.sweep).output.table
+    with open(table, newline="") as handle:
+        chosen = [
+            row["point"] for row in csv.DictReader(handle) if row["chosen"] == "True"
+        ]
+    if len(chosen) != 1:
+        raise ValueError(f"{table} marks {len(chosen)} chosen points, not one")
+    return f"results/evaluation/{chosen[0]}/metrics.csv"
+
+
+def sweep_targets():
+    return [
+        f"results/sweeps/{name}/{output}"
+        for name in config.get("sweeps", {})
+        for output in SWEEP_OUTPUTS[sweep_mode(name)]
+    ]
+
+
 def all_targets():
     return (
         split_files()
         + figure_files()
         + ["results/reports/datasets.html"]
         + model_targets()
+        + sweep_targets()
     )

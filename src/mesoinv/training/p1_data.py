@@ -16,6 +16,12 @@ Three data modes (``data_mode`` in a model's config; docs/models.md):
     ``device`` when the split takes less than half the GPU's free memory, else ``ram`` when it
     takes less than a quarter of the available RAM, else ``stream``.
 
+A training subset (``train_subset: {n_samples, seed}``, for learning curves) trains on the
+first n_samples positions of a seeded permutation of the training split
+(:func:`train_subset_positions`): the subsets of one seed are nested, and every statistic
+(input normalisation, target standardisation, the training-mean baselines) comes from the
+subset actually used.
+
 Mirror augmentation (y → −y) flips a sample's image across the QPC axis with probability 1/2
 in training batches. It is a symmetry of the data only for a centred QPC at B = 0 (the
 config check refuses other cases; tests/test_training.py checks with the simulator that the
@@ -40,7 +46,8 @@ from .normalization import ImageNormalization
 from .targets import ScalarTargets, read_variables
 
 __all__ = ["SplitInfo", "read_split_info", "read_targets", "iter_images", "load_images",
-           "StreamedImages", "ProcessLocalNetCDF", "ImageDataModule", "DATA_MODES", "choose_data_mode", "make_loader"]
+           "StreamedImages", "ProcessLocalNetCDF", "ImageDataModule", "DATA_MODES", "choose_data_mode", "make_loader",
+           "train_subset_positions"]
 
 log = logging.getLogger("mesoinv.training")
 
@@ -104,6 +111,25 @@ def read_split_info(path, variable: str = "pldos") -> SplitInfo:
                          attrs.get("split", "unknown"))
 
 
+def train_subset_positions(n_available: int, n_samples: int, seed: int = 0) -> np.ndarray:
+    """Positions (rows of the split file, sorted) of a training subset of ``n_samples``.
+
+    The first ``n_samples`` entries of ``numpy.random.default_rng(seed).permutation(
+    n_available)``: for one seed and split, the subset of N₁ samples lies inside the subset
+    of N₂ ≥ N₁ (nested learning curves), and it is a fixed function of (split, N, seed).
+
+    Raises
+    ------
+    ValueError
+        ``n_samples`` is not in 1 … ``n_available``.
+    """
+    if not 1 <= n_samples <= n_available:
+        raise ValueError(f"train_subset.n_samples = {n_samples}: the training split has "
+                         f"{n_available} samples (ask for 1 … {n_available})")
+    order = np.random.default_rng(seed).permutation(n_available)
+    return np.sort(order[:n_samples])
+
+
 def read_targets(path, names) -> np.ndarray:
     """Per-sample target variables, shape (samples, len(names)), float64, physical units."""
     return read_variables(path, names)
@@ -156,8 +182,10 @@ class StreamedImages(ProcessLocalNetCDF, Dataset):
     """
 
     def __init__(self, path, field_indices, normalization, targets,
-                 variable: str = "pldos"):
+                 variable: str = "pldos", positions=None):
         self.path = str(path)
+        # rows of the file this dataset serves (a training subset), None: every row
+        self.positions = None if positions is None else [int(p) for p in positions]
         self.field_indices = list(field_indices)
         self.normalization = normalization
         if isinstance(targets, np.ndarray):
@@ -168,6 +196,8 @@ class StreamedImages(ProcessLocalNetCDF, Dataset):
         self.variable = variable
         with netCDF4.Dataset(self.path) as ds:
             self._length = int(ds[variable].shape[0])
+        if self.positions is not None:
+            self._length = len(self.positions)
 
     def __len__(self):
         return self._length
@@ -177,11 +207,12 @@ class StreamedImages(ProcessLocalNetCDF, Dataset):
         return self._dataset()[self.variable]
 
     def __getitem__(self, index):
-        image = np.asarray(self._variable()[index], dtype=np.float64)[self.field_indices]
+        row = index if self.positions is None else self.positions[index]
+        image = np.asarray(self._variable()[row], dtype=np.float64)[self.field_indices]
         if self.target_set is None:
-            target = self.targets[index]
+            target = self.targets[index]  # held in memory for the served rows only
         else:
-            stored = self._dataset()[self.target_set.image_variable][index]
+            stored = self._dataset()[self.target_set.image_variable][row]
             target = torch.from_numpy(self.target_set.normalize_image(stored))
         return torch.from_numpy(self.normalization(image)), target
 
@@ -265,11 +296,15 @@ class ImageDataModule(pl.LightningDataModule):
         Flip training images y → −y with probability 1/2 (see module docstring).
     variable : str
         Stored image variable (``pldos``).
+    train_subset : dict, optional
+        ``{"n_samples": N, "seed": S}``: train on :func:`train_subset_positions` of the
+        training split (statistics from the subset too); None: the whole split.
     """
 
     def __init__(self, train_path, val_path, *, targets, fields_T=None,
                  transform="standardize", batch_size=32, data_mode="auto", num_workers=0,
-                 mirror_augmentation=False, variable="pldos", max_workers=0):
+                 mirror_augmentation=False, variable="pldos", max_workers=0,
+                 train_subset=None):
         super().__init__()
         self.train_path, self.val_path = str(train_path), str(val_path)
         self.target_set = (ScalarTargets(targets) if isinstance(targets, (list, tuple))
@@ -286,6 +321,9 @@ class ImageDataModule(pl.LightningDataModule):
         self.info = read_split_info(self.train_path, variable)
         if self.info.n_samples == 0:
             raise ValueError(f"{self.train_path}: the training split is empty")
+        self.train_subset = None if train_subset is None else dict(train_subset)
+        self.train_positions = None if train_subset is None else train_subset_positions(
+            self.info.n_samples, int(train_subset["n_samples"]), int(train_subset.get("seed", 0)))
         self.val_info = read_split_info(self.val_path, variable)
         if self.val_info.image_shape != self.info.image_shape:
             raise ValueError(f"{self.val_path}: images {self.val_info.image_shape} differ from "
@@ -304,9 +342,15 @@ class ImageDataModule(pl.LightningDataModule):
         Returns (input normalisation, fitted target object)."""
         if self.normalization is None:
             self.normalization = ImageNormalization.fit(
-                self.transform, iter_images(self.train_path, self.field_indices, self.variable))
-            self.target_set.fit(self.train_path, self.info)
+                self.transform, iter_images(self.train_path, self.field_indices, self.variable,
+                                            self.train_positions))
+            self.target_set.fit(self.train_path, self.info, positions=self.train_positions)
         return self.normalization, self.target_set
+
+    @property
+    def n_train(self) -> int:
+        """Training samples used (the subset's size, else the split's)."""
+        return self.info.n_samples if self.train_positions is None else len(self.train_positions)
 
     @property
     def target_standardization(self):
@@ -316,7 +360,7 @@ class ImageDataModule(pl.LightningDataModule):
     @property
     def n_bytes(self) -> int:
         nx, ny = self.info.image_shape
-        n = self.info.n_samples + self.val_info.n_samples
+        n = self.n_train + self.val_info.n_samples
         target_channels = 1 if self.target_set.image_variable is not None else 0
         return n * (len(self.field_indices) + target_channels) * nx * ny * 4
 
@@ -330,18 +374,20 @@ class ImageDataModule(pl.LightningDataModule):
         log.info("data mode %s (%s requested; %.1f MB of float32 images; device %s)",
                  self.data_mode, self.requested_mode, self.n_bytes / 1e6, device)
         self._datasets = {}
-        for split, path, indices in (("train", self.train_path, self.field_indices),
-                                     ("val", self.val_path, self.val_field_indices)):
+        for split, path, indices, positions in (
+                ("train", self.train_path, self.field_indices, self.train_positions),
+                ("val", self.val_path, self.val_field_indices, None)):
             streamed_targets = self.target_set.image_variable is not None
             if self.data_mode == "stream":
                 targets = (self.target_set if streamed_targets
-                           else self.target_set.load(path))
+                           else self.target_set.load(path, positions))
                 self._datasets[split] = StreamedImages(path, indices, self.normalization,
-                                                       targets, self.variable)
+                                                       targets, self.variable, positions)
                 continue
             images = torch.from_numpy(load_images(path, indices, self.normalization,
-                                                  self.variable))
-            targets = torch.from_numpy(np.ascontiguousarray(self.target_set.load(path)))
+                                                  self.variable, positions))
+            targets = torch.from_numpy(np.ascontiguousarray(
+                self.target_set.load(path, positions)))
             if self.data_mode == "device":
                 self._device_data[split] = (images.to(device), targets.to(device))
                 self._datasets[split] = _Indices(len(targets))
@@ -386,7 +432,8 @@ class ImageDataModule(pl.LightningDataModule):
     def describe(self) -> dict:
         """JSON-able summary for the model file and logs."""
         return {"train_file": self.train_path, "val_file": self.val_path,
-                "n_train": self.info.n_samples, "n_val": self.val_info.n_samples,
+                "n_train": self.n_train, "n_val": self.val_info.n_samples,
+                "train_subset": self.train_subset,
                 "data_mode": self.data_mode, "fields_T": self.fields_T,
                 "image_shape": list(self.info.image_shape),
                 "mirror_augmentation": self.mirror_augmentation,

@@ -50,8 +50,9 @@ def read_variables(path, names, positions=None) -> np.ndarray:
         return np.stack(columns, axis=-1)
 
 
-def training_mean_potential(path) -> np.ndarray:
-    """Pixelwise mean of the stored potentials of a split, (nx, ny) in meV (float64).
+def training_mean_potential(path, positions=None) -> np.ndarray:
+    """Pixelwise mean of the stored potentials of a split (or of its rows ``positions``, a
+    training subset), (nx, ny) in meV (float64).
 
     By the linearity of Eq. (1) it equals the potential rebuilt from the training-mean
     coefficients: the evaluation's "training mean" baseline.
@@ -59,10 +60,11 @@ def training_mean_potential(path) -> np.ndarray:
     with netCDF4.Dataset(path) as ds:
         var = ds["potential"]
         var.set_auto_maskandscale(False)
+        rows = range(var.shape[0]) if positions is None else positions
         total = np.zeros(var.shape[1:], dtype=np.float64)
-        for index in range(var.shape[0]):
+        for index in rows:
             total += np.asarray(var[index], dtype=np.float64)
-        return total / max(var.shape[0], 1)
+        return total / max(len(rows), 1)
 
 
 class ScalarTargets:
@@ -89,8 +91,9 @@ class ScalarTargets:
     def n_outputs(self) -> int:
         return len(self.names)
 
-    def fit(self, train_path, info) -> "ScalarTargets":
-        values = read_variables(train_path, self.names)
+    def fit(self, train_path, info, positions=None) -> "ScalarTargets":
+        """Standardisation from the training split (its rows ``positions``: a subset)."""
+        values = read_variables(train_path, self.names, positions)
         self.standardization = TargetStandardization.fit(
             self.names, values, [info.variable_units[n] for n in self.names])
         self.long_names = [info.variable_long_names[n] for n in self.names]
@@ -186,10 +189,11 @@ class FourierTargets:
                 "lattice_constant_nm": float(metadata["lattice_constant_nm"]),
                 "nx_sites": int(metadata["nx_sites"]), "ny_sites": int(metadata["ny_sites"])}
 
-    def fit(self, train_path, info) -> "FourierTargets":
+    def fit(self, train_path, info, positions=None) -> "FourierTargets":
+        """Modes, physics and standardisation from the training split (rows ``positions``)."""
         self.physics = self.physics_of(info.metadata, train_path)
         self.modes = self.read_modes(train_path)
-        values = self.truth(train_path)
+        values = self.truth(train_path, positions)
         self.standardization = TargetStandardization.fit(self.names, values,
                                                          ["1"] * self.n_outputs)
         return self
@@ -295,12 +299,13 @@ class PotentialTargets:
     def n_outputs(self) -> int:
         return 1
 
-    def fit(self, train_path, info) -> "PotentialTargets":
+    def fit(self, train_path, info, positions=None) -> "PotentialTargets":
+        """Minimum and maximum over the training split (its rows ``positions``: a subset)."""
         low, high = np.inf, -np.inf
         with netCDF4.Dataset(train_path) as ds:
             var = ds["potential"]
             var.set_auto_maskandscale(False)
-            for index in range(var.shape[0]):
+            for index in (range(var.shape[0]) if positions is None else positions):
                 image = np.asarray(var[index], dtype=np.float64)
                 low, high = min(low, float(image.min())), max(high, float(image.max()))
         if not high > low:

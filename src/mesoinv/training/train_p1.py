@@ -105,7 +105,7 @@ def train_model(definition: dict, *, train_path, val_path, output, state_root,
         transform=inputs["transform"], batch_size=definition["batch_size"],
         data_mode=definition["data_mode"], num_workers=definition["num_workers"],
         mirror_augmentation=inputs["mirror_augmentation"], variable=inputs["variable"],
-        max_workers=max_workers)
+        max_workers=max_workers, train_subset=definition.get("train_subset"))
     normalization, targets = datamodule.fit_statistics()
     spec = network_spec(kind, definition["architecture"], datamodule.info.image_shape,
                         len(datamodule.field_indices), targets.n_outputs)
@@ -140,12 +140,14 @@ def train_model(definition: dict, *, train_path, val_path, output, state_root,
     training = training_record(
         datamodule, trainer, train_path=train_path, val_path=val_path, chosen=chosen,
         seconds=seconds, ckpt_path=ckpt_path, precision=precision,
-        accelerator=f"{accelerator} x{devices}", seed=definition["seed"], state_dir=state_dir)
+        accelerator=f"{accelerator} x{devices}", seed=definition["seed"], state_dir=state_dir,
+        n_train=datamodule.n_train, train_subset=datamodule.train_subset)
     metadata = dict(info.metadata)
     baselines = {}
     if targets.kind in ("fourier_coefficients", "potential"):
         # The evaluation's "training mean" baseline: the pixelwise mean training potential.
-        baselines["training_mean_potential_meV"] = training_mean_potential(train_path).tolist()
+        baselines["training_mean_potential_meV"] = training_mean_potential(
+            train_path, datamodule.train_positions).tolist()
     save_model_file(output, {
         "model_name": name, "model_kind": kind, "network": spec,
         "state_dict": {k: v.detach().clone() for k, v in network.state_dict().items()},
