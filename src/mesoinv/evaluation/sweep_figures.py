@@ -2,6 +2,7 @@
 there, pictures here)."""
 
 import math
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -115,11 +116,13 @@ def plot_learning_curve(table: pd.DataFrame, fits: pd.DataFrame, output, *,
                         label=f"extrapolated to N = {int(far):,}: {fit['extrapolated_error']:.3g}")
             problem = "" if pd.isna(fit["fit_problem"]) else str(fit["fit_problem"])
             if problem:
-                ax.text(0.02, 0.98, f"note: {problem}", transform=ax.transAxes, fontsize=7,
-                        va="top", wrap=True, color="tab:red")
+                ax.text(0.02, 0.98, textwrap.fill(f"note: {problem}", 70),
+                        transform=ax.transAxes, fontsize=7, va="top", color="tab:red",
+                        in_layout=False)
         else:
-            ax.text(0.02, 0.02, f"no fit: {fit['fit_problem']}", transform=ax.transAxes,
-                    fontsize=7, va="bottom", wrap=True)
+            ax.text(0.02, 0.98, textwrap.fill(f"no fit: {fit['fit_problem']}", 70),
+                    transform=ax.transAxes, fontsize=7, va="top", color="tab:red",
+                    in_layout=False)
         if np.isfinite(fit["paper_error"]):
             marker = "v" if fit["paper_is_bound"] else "*"
             ax.plot([far], [fit["paper_error"]], marker, ms=13, color="tab:green",
