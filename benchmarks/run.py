@@ -4,6 +4,7 @@
     python benchmarks/run.py                      # all groups, full size (P1: ~1.5 min)
     python benchmarks/run.py --quick              # tiny problems, 1–2 repeats: seconds
     python benchmarks/run.py --only p1_pldos --output docs/benchmarks-run.md
+    python benchmarks/run.py --only training.speed   # a part of a group alone
 
 The report (machine description + one table per group) goes to ``--output`` (default
 benchmarks/results/latest.md, git-ignored) and to stdout; progress goes to stderr.
@@ -41,6 +42,12 @@ GROUPS = {
     "training": training.run,
 }
 
+#: Parts of a group that ``--only`` can run alone (not in the default run: their group runs
+#: them).
+PARTS = {
+    "training.speed": training.run_speed,
+}
+
 DEFAULT_OUTPUT = _REPO_ROOT / "benchmarks" / "results" / "latest.md"
 
 
@@ -66,8 +73,10 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true",
                         help="tiny problems and 1–2 repeats (a smoke test; seconds)")
-    parser.add_argument("--only", action="append", choices=sorted(GROUPS), metavar="GROUP",
-                        help=f"run only this group (repeatable); groups: {', '.join(GROUPS)}")
+    parser.add_argument("--only", action="append", choices=sorted({**GROUPS, **PARTS}),
+                        metavar="GROUP",
+                        help=f"run only this group (repeatable); groups: {', '.join(GROUPS)}; "
+                             f"parts of a group: {', '.join(PARTS)}")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT,
                         help="Markdown report path (default "
                              f"{DEFAULT_OUTPUT.relative_to(_REPO_ROOT)})")
@@ -79,7 +88,7 @@ def main(argv=None) -> int:
     tables = []
     for name in selected:
         print(f"[run] group {name}", file=sys.stderr, flush=True)
-        tables.append((name, GROUPS[name](quick=args.quick)))
+        tables.append((name, {**GROUPS, **PARTS}[name](quick=args.quick)))
     report = report_markdown(info, tables, quick=args.quick,
                              seconds=time.perf_counter() - start)
     args.output.parent.mkdir(parents=True, exist_ok=True)

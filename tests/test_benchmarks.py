@@ -245,3 +245,56 @@ def test_training_rows(quick_report):
     assert rows["train.p2.ratio.sam_over_adam"]["unit"] == "×"
     # Both optimizers started from the same weights on the same batch and draws.
     assert number(rows["train.p2.check.same_first_loss"]["median / value"]) == 0
+
+
+# Training speed (issue 19 item 5, issue 16 "Speed"): torch.compile, channels_last and the
+# thread count for the four networks, and P2 generation per trace.
+SPEED_NETWORKS = ("param", "fourier", "encdec", "p2")
+SPEED_VARIANTS = ("compile", "channels_last", "compile_channels_last", "threads2")
+P2GEN_TIMINGS = ["train.p2gen.nn_lookup", "train.p2gen.nn_search",
+                 "train.p2gen.placement_predict", "train.p2gen.placement_fit",
+                 "train.p2gen.diffusion", "train.p2gen.diffusion_single"]
+P2GEN_RATIOS = ["train.p2gen.ratio.diffusion_over_nn",
+                "train.p2gen.ratio.diffusion_over_placement"]
+
+
+def test_training_speed_rows(quick_report):
+    rows = parse_table(quick_report[0])
+    for net in SPEED_NETWORKS:
+        k = f"train.speed.{net}"
+        assert number(rows[f"{k}.config"]["median / value"]) >= 1, net
+        for variant in ("eager",) + SPEED_VARIANTS:
+            row = rows[f"{k}.{variant}.rate"]
+            assert row["unit"] == "steps/s", (net, variant)
+            value = number(row["median / value"])
+            assert math.isfinite(value) and value > 0, (net, variant)
+            assert "load avg" in row["notes"], (net, variant)
+        for variant in SPEED_VARIANTS:
+            row = rows[f"{k}.{variant}.speedup"]
+            assert row["unit"] == "×", (net, variant)
+            value = number(row["median / value"])
+            assert math.isfinite(value) and value > 0, (net, variant)
+            assert row["status"] in ("PASS", "MISS"), (net, variant)
+            # Same weights, batches and draws: every variant computes the same training up
+            # to rounding (a wrong layout or a missed step would differ by O(1)).
+            assert number(rows[f"{k}.{variant}.dloss"]["median / value"]) < 1e-3, \
+                (net, variant)
+            assert "equal to rounding" in row["notes"], (net, variant)
+        for variant in ("compile", "compile_channels_last"):
+            row = rows[f"{k}.{variant}.compile_s"]
+            assert math.isfinite(number(row["median / value"])), (net, variant)
+
+
+def test_p2_generation_rows(quick_report):
+    rows = parse_table(quick_report[0])
+    demo_files = [REPO_ROOT / "results" / "models" / "p2_ldos" / "model.pt"] + [
+        REPO_ROOT / "results" / "datasets" / "p2_fingerprints" / f"p2_fingerprints-{s}.nc"
+        for s in ("train", "val")]
+    for key in P2GEN_TIMINGS + P2GEN_RATIOS:
+        row = rows[key]
+        if not all(p.is_file() for p in demo_files):
+            assert row["status"] == "n/a" and "missing" in row["notes"], key
+            continue
+        value = number(row["median / value"])
+        assert math.isfinite(value) and value > 0, key
+    assert rows["train.p2gen.diffusion"]["unit"] == "s"
