@@ -26,6 +26,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/sweeps.smk"
+include: "workflow/rules/replicates.smk"
 
 
 rule all:

@@ -22,7 +22,8 @@ metrics = {name: p[0] for name, p in by_model(snakemake.input.metrics).items()} 
 papers = {name: p[0] for name, p in by_model(snakemake.input.paper).items()}  # noqa: F821
 figures = by_model([*snakemake.input.figures, *snakemake.input.examples])  # noqa: F821
 manifests = {Path(p).parent.name: p for p in snakemake.input.manifests}  # noqa: F821
+spread = snakemake.input.spread[0] if snakemake.input.spread else None  # noqa: F821
 data = write_results_page(models, metrics=metrics, papers=papers, figures=figures,
                           manifests=manifests, html_path=snakemake.output.html,  # noqa: F821
-                          json_path=snakemake.output.json)  # noqa: F821
+                          json_path=snakemake.output.json, seed_spread=spread)  # noqa: F821
 print(json.dumps(data["datasets"]), file=sys.stderr)

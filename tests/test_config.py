@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mesoinv.config import ConfigError, dataset_definition, load_config, sample_config_hash, validate_config
+from mesoinv.config import (ConfigError, check_config_file, dataset_definition, load_config,
+                            sample_config_hash, validate_config)
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_CONFIG = ROOT / "config" / "test.yaml"
@@ -21,10 +22,24 @@ def config():
     return json.loads(json.dumps(yaml.safe_load(TEST_CONFIG.read_text())))
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "config").glob("*.yaml")), ids=lambda p: p.name)
+#: Overlays, given after a full config (`--configfile config/config.yaml config/seeds.yaml`).
+OVERLAYS = ("seeds.yaml",)
+
+
+@pytest.mark.parametrize("path", sorted(p for p in (ROOT / "config").glob("*.yaml")
+                                        if p.name not in OVERLAYS), ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path):
     config = load_config(path)
     assert config["datasets"]
+
+
+@pytest.mark.parametrize("name", OVERLAYS)
+def test_shipped_overlays_are_valid_on_the_demo_config(name):
+    check_config_file(ROOT / "config" / name)
+    overlay = yaml.safe_load((ROOT / "config" / name).read_text())
+    assert "datasets" not in overlay
+    demo = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    assert validate_config({**demo, **overlay})["datasets"]
 
 
 def test_defaults_are_filled(config):

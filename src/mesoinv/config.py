@@ -23,7 +23,7 @@ import yaml
 __all__ = ["ConfigError", "load_config", "validate_config", "load_schema", "sample_config_hash",
            "parameter_range", "dataset_definition", "check_duplicate_keys", "check_config_file",
            "precision_refusal", "expand_sweeps", "sweep_points", "sweep_selection",
-           "SELECTION_METRICS", "SWEEP_MODEL_KINDS"]
+           "SELECTION_METRICS", "SWEEP_MODEL_KINDS", "expand_replicates", "replicate_groups"]
 
 #: Physically sensible bounds, checked beyond the schema (units in the key names).
 DOPANT_DISTANCE_BOUNDS_NM = (5.0, 500.0)
@@ -194,6 +194,7 @@ def validate_config(config: dict) -> dict:
         if "sweep" not in model:
             _check_model(f"models.{name}", model, config["datasets"])
     expand_sweeps(config)
+    expand_replicates(config)
     figure_ids = config.get("figures", {}).get("sample_ids", [])
     for name, dataset in config["datasets"].items():
         for sample_id in figure_ids:
@@ -748,6 +749,84 @@ def expand_sweeps(config: dict) -> dict:
     if stale:
         raise ConfigError(f"models.{stale[0]}.sweep", "is written by the sweep expansion, not "
                                                       "by hand, and no sweep makes this point")
+    return config
+
+
+# -- seed replicates ---------------------------------------------------------------------
+def replicate_groups(config: dict) -> dict:
+    """``{model: [(seed, entry name)]}`` of a validated (expanded) config: per replicated
+    model its own seed first, then its replicates in the order of ``seed_replicates.seeds``."""
+    models = config.get("models", {})
+    groups = {}
+    for name, entry in models.items():
+        if "replicate" in entry:
+            base = entry["replicate"]["base"]
+            groups.setdefault(base, [(models[base]["seed"], base)]).append(
+                (entry["replicate"]["seed"], name))
+    return groups
+
+
+def expand_replicates(config: dict) -> dict:
+    """Expand ``config["seed_replicates"]`` into ordinary model entries, in place (called by
+    :func:`validate_config` after :func:`expand_sweeps`).
+
+    Each replicate of model ``m`` and seed ``k`` is a deep copy of ``m``'s entry with
+    ``seed: k`` and a ``replicate`` record ``{base: m, seed: k}``, named ``m_seed<k>`` and
+    inserted into ``config["models"]``: trained, predicted and scored on ``m``'s evaluation
+    split by the ordinary rules, for every model kind. Entries a previous expansion wrote are
+    replaced, so validating a validated config changes nothing.
+
+    Raises
+    ------
+    ConfigError
+        Under ``seed_replicates.models.<i>`` for an unknown model or a sweep point, under
+        ``seed_replicates.seeds.<i>`` for a model's own seed or a replicate name taken by
+        another model, under ``models.<name>.replicate`` for a record written by hand.
+    """
+    models = config.setdefault("models", {})
+    replicates = config.get("seed_replicates")
+    earlier = [name for name, entry in models.items() if "replicate" in entry]
+    if earlier and replicates is None:
+        raise ConfigError(f"models.{earlier[0]}.replicate",
+                          "is written by the seed-replicate expansion, not by hand, and the "
+                          "config has no seed_replicates")
+    for name in earlier:
+        del models[name]
+    if replicates is None:
+        return config
+    key = "seed_replicates"
+    names = replicates.get("models")
+    if names is None:
+        names = [name for name, entry in models.items() if "sweep" not in entry]
+    added = set()
+    for index, base in enumerate(names):
+        where = f"{key}.models.{index}"
+        if base not in models:
+            raise ConfigError(where, f"no model '{base}' (known: "
+                                     f"{', '.join(sorted(models)) or 'none'})")
+        if "sweep" in models[base]:
+            raise ConfigError(where, f"'{base}' is a point of sweep "
+                                     f"'{models[base]['sweep']['name']}', scored on val only: "
+                                     "replicate a model entry (e.g. the sweep's base)")
+        for position, seed in enumerate(replicates["seeds"]):
+            where = f"{key}.seeds.{position}"
+            if seed == models[base]["seed"]:
+                raise ConfigError(where, f"{seed} is the seed of '{base}' itself: its replicate "
+                                         "would repeat it; give seeds no listed model uses")
+            name = f"{base}_seed{seed}"
+            if name in models and name not in added:
+                raise ConfigError(where, f"the replicate '{name}' of '{base}' has the name of "
+                                         "another model: rename that model")
+            entry = copy.deepcopy(models[base])
+            entry["seed"] = seed
+            entry["replicate"] = {"base": base, "seed": seed}
+            models[name] = entry
+            added.add(name)
+    stale = [name for name in earlier if name not in added]
+    if stale:
+        raise ConfigError(f"models.{stale[0]}.replicate",
+                          "is written by the seed-replicate expansion, not by hand, and "
+                          "seed_replicates makes no such replicate")
     return config
 
 

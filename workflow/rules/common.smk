@@ -9,6 +9,7 @@ from pathlib import Path
 from mesoinv.config import (
     check_config_file,
     dataset_definition,
+    replicate_groups,
     sweep_points,
     sweep_selection,
     validate_config,
@@ -155,13 +156,20 @@ POTENTIAL_FIGURES = (
 )
 
 
+def is_expanded(entry):
+    """A model entry written by a sweep (sweeps.smk) or a seed replicate (replicates.smk)."""
+    return "sweep" in entry or "replicate" in entry
+
+
 def models_of_kinds(kinds, sweep_points=False):
-    """Models of some kinds; the points of sweeps (sweeps.smk) only with sweep_points=True:
-    they are scored on validation, and only a sweep's chosen point on test."""
+    """Models of some kinds; the points of sweeps (sweeps.smk) and the seed replicates
+    (replicates.smk) only with sweep_points=True: sweep points are scored on validation, and
+    only a sweep's chosen point on test; replicates appear in the seed spread, not as models
+    of their own in the tables and the results page."""
     return [
         name
         for name, entry in config["models"].items()
-        if entry["kind"] in kinds and (sweep_points or "sweep" not in entry)
+        if entry["kind"] in kinds and (sweep_points or not is_expanded(entry))
     ]
 
 
@@ -206,7 +214,7 @@ def results_models():
                 "split": entry.get("evaluation_split", "test"),
             }
             for name, entry in config["models"].items()
-            if entry["kind"] in RESULTS_KINDS and "sweep" not in entry
+            if entry["kind"] in RESULTS_KINDS and not is_expanded(entry)
         ]
     )
 
@@ -340,6 +348,54 @@ def sweep_targets():
     ]
 
 
+# Seed replicates (config `seed_replicates:`, rules in replicates.smk). The config loading
+# expanded each replicated model m into entries m_seed<k> with a `replicate` record.
+SEED_SPREAD_OUTPUTS = (
+    "results/reports/seed_spread.csv",
+    "results/reports/seed_spread.html",
+)
+
+
+def seed_spread_files():
+    """The seed-spread table where the config has replicates (the results page shows it)."""
+    return list(SEED_SPREAD_OUTPUTS[:1]) if replicate_groups(config) else []
+
+
+def seed_spread_metric_files():
+    """metrics.csv of every replicated model and of its replicates, grouped in order."""
+    return [
+        f"results/evaluation/{name}/metrics.csv"
+        for group in replicate_groups(config).values()
+        for _, name in group
+    ]
+
+
+def seed_spread_params():
+    """Per replicated model: kind, evaluated split and (seed, entry name) of its seeds."""
+    return canonical_json(
+        [
+            {
+                "model": base,
+                "kind": config["models"][base]["kind"],
+                "split": config["models"][base].get("evaluation_split", "test"),
+                "seeds": [{"seed": seed, "name": name} for seed, name in group],
+            }
+            for base, group in replicate_groups(config).items()
+        ]
+    )
+
+
+def seed_spread_targets():
+    return list(SEED_SPREAD_OUTPUTS) if replicate_groups(config) else []
+
+
+def no_seed_replicates():
+    raise ValueError(
+        "target seed_spread: the config has no seed_replicates; give the demo's overlay "
+        "too: snakemake seed_spread --configfile config/config.yaml config/seeds.yaml"
+    )
+
+
 def all_targets():
     return (
         split_files()
@@ -347,4 +403,5 @@ def all_targets():
         + ["results/reports/datasets.html"]
         + model_targets()
         + sweep_targets()
+        + seed_spread_targets()
     )

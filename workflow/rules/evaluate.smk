@@ -250,6 +250,8 @@ rule results_page:
         manifests=[
             f"results/datasets/{name}/manifest.json" for name in config["datasets"]
         ],
+        # where the config has seed_replicates (replicates.smk): a spread line per row
+        spread=seed_spread_files(),
     output:
         html="results/reports/results.html",
         json=report(

@@ -326,7 +326,7 @@ def _paper_cell(family: Family, model: str, key: dict, paper: pd.DataFrame) -> t
 
 
 def headline_table_html(family: Family, table: pd.DataFrame,
-                        paper: pd.DataFrame | None = None) -> str:
+                        paper: pd.DataFrame | None = None, spread: dict | None = None) -> str:
     """One family's headline table: per model and question, every predictor's headline metric.
 
     Parameters
@@ -336,6 +336,9 @@ def headline_table_html(family: Family, table: pd.DataFrame,
         The metric rows of the family's models (``metrics.csv`` concatenated).
     paper : pandas.DataFrame, optional
         Their ``paper_comparison.csv`` rows.
+    spread : dict, optional
+        ``{(model, question): HTML}``: the seed spread of the headline, shown beneath the
+        model's cell (:func:`mesoinv.evaluation.seed_spread.spread_line`).
     """
     predictors = _predictor_order(table, family)
     header = ["model", *[{"target": "target", "criterion": "criterion"}[q]
@@ -376,6 +379,9 @@ def headline_table_html(family: Family, table: pd.DataFrame,
                             if row is not None and m.column in row.index)
             cells.append(cell)
             if p == "model":
+                question = next((key[q] for q in family.question if q in key), "")
+                if spread and (model, question) in spread:
+                    cells[-1] += f'<div class="sub">{spread[(model, question)]}</div>'
                 cell_classes.append("model")
             elif p in family.ceilings:
                 cell_classes.append("ceiling")
@@ -440,8 +446,20 @@ def _datasets_html(data: dict, models: dict) -> str:
                       cell_classes=[["text", "", "", "", "text"]] * len(rows))
 
 
+def _spread_lines(path, family: Family) -> dict:
+    """``{(model, question): HTML}`` of the headline rows of a seed_spread.csv."""
+    from .seed_spread import spread_line
+
+    if path is None:
+        return {}
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    table = table[table["metric"] == family.headline.column]
+    return {(row["model"], "" if not family.question or pd.isna(row["question"])
+             else row["question"]): spread_line(row) for _, row in table.iterrows()}
+
+
 def results_page_html(models: dict, metrics: dict, papers: dict, figures: dict,
-                      data: dict) -> str:
+                      data: dict, seed_spread=None) -> str:
     """The results page as an HTML fragment (:func:`mesoinv.evaluation.tables.fragment`).
 
     Parameters
@@ -452,6 +470,9 @@ def results_page_html(models: dict, metrics: dict, papers: dict, figures: dict,
         ``{name: [PNG paths]}``: the key figure(s) and the prediction example of each model.
     data : dict
         :func:`results_data`'s result (split sizes).
+    seed_spread : path, optional
+        ``seed_spread.csv`` (config ``seed_replicates``): a line "seed spread (n seeds):
+        min–max" beneath each replicated model's headline.
     """
     body = ['<h2>Results</h2>',
             "<p>Every model on its evaluation split (test, or val where P2 reports val), the "
@@ -476,7 +497,8 @@ def results_page_html(models: dict, metrics: dict, papers: dict, figures: dict,
             paper_table = models_summary(paper_files)
             body.append(f"<h4>{html.escape(family.title)}</h4>")
             body.append(f'<p class="sub">{family.reading}</p>')
-            body.append(headline_table_html(family, table, paper_table))
+            body.append(headline_table_html(family, table, paper_table,
+                                            _spread_lines(seed_spread, family)))
             body.append(_legend(table, family))
             if not paper_table.empty:
                 body.append("<details><summary>Against the paper, in full (its data: "
@@ -503,12 +525,13 @@ def results_page_html(models: dict, metrics: dict, papers: dict, figures: dict,
 
 
 def write_results_page(models: dict, *, metrics: dict, papers: dict, figures: dict,
-                       manifests: dict, html_path, json_path) -> dict:
-    """Write ``results.html`` and ``results.json`` atomically; return the JSON's data."""
+                       manifests: dict, html_path, json_path, seed_spread=None) -> dict:
+    """Write ``results.html`` and ``results.json`` atomically; return the JSON's data
+    (``seed_spread``: path of seed_spread.csv, shown on the page where given)."""
     from ..datasets.netcdf import atomic_path
 
     data = results_data(models, metrics, papers, manifests)
-    page = results_page_html(models, metrics, papers, figures, data)
+    page = results_page_html(models, metrics, papers, figures, data, seed_spread)
     with atomic_path(json_path) as tmp:
         tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     with atomic_path(html_path) as tmp:
