@@ -18,6 +18,7 @@ STAGE_ORDER = {
     "__init__": 0,       # the version string only
     "physics": 1,
     "config": 2,         # imports physics lazily (geometry checks); datasets read it
+    "config_sweeps": 2,  # the config's sweep and replicate expansion (re-exported by config)
     "datasets": 3,
     "plotting": 4,
     "models": 5,
