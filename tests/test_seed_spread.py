@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from snakemake_runs import job_counts
 from mesoinv.config import ConfigError, replicate_groups, validate_config
 from mesoinv.evaluation.results_page import FAMILIES, family_of, headline_table_html
 from mesoinv.evaluation.seed_spread import (seed_spread_html, seed_spread_table, spread_line,
@@ -239,13 +240,7 @@ def planned(workdir, *args):
                "--configfile", str(TEST_CONFIG), str(SEEDS_CONFIG)]
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-6000:]
-    table = (result.stdout + result.stderr).split("Job stats:")[1].split("\n\n")[0]
-    counts = {}
-    for line in table.splitlines()[3:]:
-        name, _, count = line.strip().rpartition(" ")
-        if name.strip() and name.strip() != "total":
-            counts[name.strip()] = int(count)
-    return counts
+    return job_counts(result.stdout + result.stderr)
 
 
 def test_dry_run_plans_every_replicate_with_the_ordinary_rules(tmp_path):

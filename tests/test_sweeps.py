@@ -23,6 +23,7 @@ from mesoinv.training.p1_data import (ImageDataModule, iter_images, read_targets
                                       train_subset_positions)
 from mesoinv.training.targets import PotentialTargets, training_mean_potential
 
+from snakemake_runs import job_counts
 from test_evaluation_reconstruction import _synthetic, _write_predictions
 from test_evaluation_regression import synthetic, write_predictions_file
 
@@ -348,16 +349,7 @@ def snakemake(workdir, config, *args, check=True):
 
 def planned(workdir, config, *args):
     """{rule: count} of a dry run (empty when there is nothing to do)."""
-    text = snakemake(workdir, config, "--dry-run", *args)
-    if "Nothing to be done" in text:
-        return {}
-    table = text.split("Job stats:")[1].split("\n\n")[0]
-    counts = {}
-    for line in table.splitlines()[3:]:
-        name, _, count = line.strip().rpartition(" ")
-        if name.strip() and name.strip() != "total":
-            counts[name.strip()] = int(count)
-    return counts
+    return job_counts(snakemake(workdir, config, "--dry-run", *args))
 
 
 def real_run_config(**sweeps):

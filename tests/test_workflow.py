@@ -15,6 +15,7 @@ import pandas as pd
 import psutil
 import pytest
 import yaml
+from snakemake_runs import job_counts
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_CONFIG = ROOT / "config" / "test.yaml"
@@ -36,16 +37,7 @@ def snakemake(workdir, *args, config=TEST_CONFIG, check=True, timeout=600):
 def planned_jobs(workdir, *args, config=TEST_CONFIG):
     """{rule: count} of the jobs a dry run would execute."""
     result = snakemake(workdir, "--dry-run", *args, config=config)
-    text = result.stdout + result.stderr
-    if "Nothing to be done" in text:
-        return {}
-    table = text.split("Job stats:")[1].split("\n\n")[0]
-    counts = {}
-    for line in table.splitlines()[3:]:
-        match = re.match(r"^(\w+)\s+(\d+)$", line.strip())
-        if match and match.group(1) != "total":
-            counts[match.group(1)] = int(match.group(2))
-    return counts
+    return job_counts(result.stdout + result.stderr)
 
 
 def dataset_bytes(workdir):
