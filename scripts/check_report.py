@@ -10,7 +10,8 @@ a reader sees first:
   embedded figure per model, and no ``NaN`` and no command column;
 * a screenshot of the landing view (1400 × 1000 px) is a real image (non-empty, many colours)
   and shows the headline tables: it has pixels of the model column's and of the paper
-  column's background colours (``mesoinv.evaluation.tables.STYLE``).
+  column's background colours (``mesoinv.evaluation.tables.STYLE``), and nothing is cut at
+  the window's right edge (its rightmost pixels are the page's background).
 
 Exit status 0 when every check passes, 1 naming the failed checks, 2 when Chromium is missing
 (``--install-browser`` installs it with apt-get, as root).
@@ -34,6 +35,10 @@ BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stab
 MODEL_CELL = (0xEF, 0xF6, 0xFF)
 PAPER_CELL = (0xFE, 0xFC, 0xE8)
 FAMILIES = {"p1_parameters", "p1_potential", "p2_antidots"}
+#: The strip at the window's right edge that must be background, and the share of other
+#: pixels allowed in it (a page wider than the window left 18 % there).
+RIGHT_EDGE_PX = 4
+RIGHT_EDGE_TOLERANCE = 0.01
 
 
 def find_browser(install: bool = False) -> str | None:
@@ -173,6 +178,17 @@ def check_screenshot(path: Path, window: str) -> list[str]:
         if counts.get(colour, 0) < 500:
             problems.append(f"the headline tables' {name} is not visible in the landing view "
                             f"({counts.get(colour, 0)} px of {colour})")
+    # Nothing may run past the window's right edge (a table or a line wider than the pane is
+    # cut there, --hide-scrollbars hides the scrollbar that would say so): the rightmost
+    # pixels are the page's background, bar the odd anti-aliased pixel.
+    strip = image.crop((width - RIGHT_EDGE_PX, 0, width, height))
+    edge = sorted(strip.getcolors(maxcolors=1 << 20) or [], reverse=True)
+    if edge:
+        foreign = 1 - edge[0][0] / (RIGHT_EDGE_PX * height)
+        if foreign > RIGHT_EDGE_TOLERANCE:
+            problems.append(f"content is cut at the right edge of a {width}-px window: "
+                            f"{foreign:.1%} of the rightmost {RIGHT_EDGE_PX} px columns are "
+                            f"not the background {edge[0][1]}")
     return problems
 
 

@@ -318,3 +318,31 @@ def test_browser_check_accepts_the_page_and_names_what_is_wrong(run):
     assert any("NaN" in p for p in check.check_dom(broken, data))
     assert check.check_dom("<html><body></body></html>", data)[0].startswith(
         "the landing page has no results page")
+
+
+def _landing_image(path, *, cut_at_right_edge: bool):
+    """A synthetic 1400 × 1000 landing view: a noisy band (many colours), the headline
+    tables' model and paper cells, and optionally a table running past the right edge."""
+    from PIL import Image, ImageDraw
+
+    check = _check_report()
+    rng = np.random.default_rng(0)
+    pixels = np.full((1000, 1400, 3), 255, dtype=np.uint8)
+    pixels[50:150, 100:900] = rng.integers(0, 256, (100, 800, 3), dtype=np.uint8)
+    image = Image.fromarray(pixels)
+    draw = ImageDraw.Draw(image)
+    draw.rectangle((300, 300, 500, 400), fill=check.MODEL_CELL)
+    draw.rectangle((900, 300, 1400 if cut_at_right_edge else 1300, 400), fill=check.PAPER_CELL)
+    image.save(path)
+    return check
+
+
+def test_browser_check_finds_content_cut_at_the_right_edge(tmp_path):
+    inside = tmp_path / "inside.png"
+    check = _landing_image(inside, cut_at_right_edge=False)
+    assert check.check_screenshot(inside, "1400x1000") == []
+    cut = tmp_path / "cut.png"
+    _landing_image(cut, cut_at_right_edge=True)
+    problems = check.check_screenshot(cut, "1400x1000")
+    assert len(problems) == 1 and "cut at the right edge" in problems[0]
+    assert "10.1%" in problems[0]  # 101 of 1,000 rows of the strip are the paper cell

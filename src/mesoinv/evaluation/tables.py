@@ -131,7 +131,8 @@ _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 #: tables; its typography plugin is switched off with ``not-prose``).
 STYLE = """
 .mesoinv { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; font-size: 14px;
-  line-height: 1.4; color: #1f2937; max-width: 1400px; }
+  line-height: 1.4; color: #1f2937; max-width: min(1400px, 100%); box-sizing: border-box; }
+.mesoinv .table-wrap { max-width: 100%; overflow-x: auto; }
 .mesoinv h2 { font-size: 1.5em; font-weight: 700; margin: 0.4em 0 0.3em; }
 .mesoinv h3 { font-size: 1.2em; font-weight: 700; margin: 1.2em 0 0.3em;
   border-bottom: 1px solid #d1d5db; }
@@ -152,7 +153,7 @@ STYLE = """
 .mesoinv .nowrap { white-space: nowrap; }
 .mesoinv .legend { font-size: 0.92em; color: #374151; margin: 0.2em 0 0.8em; }
 .mesoinv .legend dt { font-weight: 600; float: left; clear: left; margin-right: 0.4em; }
-.mesoinv .legend dd { margin: 0 0 0.1em 0; }
+.mesoinv .legend dd { margin: 0 0 0.1em 0; overflow-wrap: anywhere; }
 .mesoinv details { margin: 0.4em 0; }
 .mesoinv summary { cursor: pointer; font-weight: 600; }
 .mesoinv code, .mesoinv pre { font-family: ui-monospace, monospace; font-size: 0.92em; }
@@ -296,6 +297,8 @@ def html_table(header, rows, *, header_titles=None, row_classes=None, cell_class
     """A plain ``<table>``: ``header`` is escaped text, ``rows`` hold ready HTML cells.
 
     ``cell_classes[i][j]`` and ``row_classes[i]`` are CSS classes (``text``, ``model``, …).
+    The table sits in a ``div.table-wrap`` that scrolls sideways on its own when the table is
+    wider than the pane, so the page around it never does.
     """
     titles = header_titles or [""] * len(header)
     head = "".join(f'<th title="{html.escape(t)}">{html.escape(h)}</th>' if t
@@ -307,8 +310,8 @@ def html_table(header, rows, *, header_titles=None, row_classes=None, cell_class
                         for v, c in zip(row, classes))
         row_class = row_classes[i] if row_classes else ""
         body.append(f'<tr class="{row_class}">{cells}</tr>' if row_class else f"<tr>{cells}</tr>")
-    return (f"<table><thead><tr>{head}</tr></thead><tbody>\n" + "\n".join(body)
-            + "\n</tbody></table>")
+    return (f'<div class="table-wrap"><table><thead><tr>{head}</tr></thead><tbody>\n'
+            + "\n".join(body) + "\n</tbody></table></div>")
 
 
 # -- the detailed metric tables ----------------------------------------------------------
