@@ -119,6 +119,42 @@ def test_unet_refuses_bad_sizes():
         network(torch.randn(1, 1, IMAGE, IMAGE), torch.tensor([0]), torch.randn(1, FIELDS + 1))
 
 
+def test_trace_mlp_embedding_conditions_every_block_and_has_a_null():
+    """With trace_mlp_width the whole trace shifts the time embedding: outputs depend on the
+    trace through it alone when the condition image is held fixed, a dropped condition is
+    exactly the null embedding, and the default (0) builds no such module (P2's design)."""
+    assert tiny_network().trace_mlp is None
+    torch.manual_seed(0)
+    network = ConditionalUNet(**TINY, trace_mlp_width=16).eval()
+    assert network.trace_mlp is not None
+    x, t = torch.randn(2, 1, IMAGE, IMAGE), torch.tensor([5, 700])
+    trace, other = torch.randn(2, FIELDS), torch.randn(2, FIELDS)
+    embedding = network.trace_mlp
+    with torch.no_grad():
+        # the null vector starts at zero: unconditional = the plain time embedding
+        torch.testing.assert_close(embedding(None, None, 2), torch.zeros(2, network.embed_time(
+            t).shape[1]))
+        keep = torch.tensor([True, False])
+        mixed = embedding(trace, keep, 2)
+        torch.testing.assert_close(mixed[0], embedding(trace, None, 2)[0])
+        torch.testing.assert_close(mixed[1], embedding.null)
+        # the embedding reaches the output: same condition image, different MLP input
+        baseline = network(x, t, trace)
+        fixed = network.trace_encoder(trace, None, 2)
+        hook = network.trace_encoder.register_forward_hook(lambda module, args, out: fixed)
+        try:
+            moved = network(x, t, other)
+        finally:
+            hook.remove()
+        assert (moved - baseline).abs().max() > 1e-4
+        # the kwargs round-trip through JSON (a model file rebuilds it)
+        rebuilt = ConditionalUNet(**json.loads(json.dumps({**TINY, "trace_mlp_width": 16})))
+        rebuilt.load_state_dict(network.state_dict())
+        torch.testing.assert_close(rebuilt.eval()(x, t, trace), baseline)
+    with pytest.raises(ValueError, match="trace_mlp_width"):
+        ConditionalUNet(**TINY, trace_mlp_width=-1)
+
+
 # --- diffusion process -----------------------------------------------------------------------
 def test_linear_schedule_and_q_sample():
     diffusion = GaussianDiffusion()

@@ -28,6 +28,12 @@ normalised features before computing queries, keys and values. Attention therefo
 self-attention over the image's pixels: the bottleneck weights are heads × N × N with
 N = h · w pixels, rows summing to 1, which is what P2's importance B_j = Σ_i A_ij reads.
 
+Optionally (``trace_mlp_width`` > 0; not in P2) the whole trace also enters every residual
+block: an MLP of the normalised trace (:class:`TraceMLPEmbedding`) is added to the time
+embedding, so it scales and shifts every block's features (FiLM) as the timestep does. Measured
+reason: on held-out placements an MLP of the whole trace regresses the antidot centres better
+than the per-field token transformer at the same data (docs/models.md, "the three questions").
+
 Classifier-free guidance needs an unconditional prediction from the same network: a learned
 null condition (one token sequence) replaces the encoded trace of the samples whose
 ``keep_condition`` is False. The network has no dropout anywhere: the two passes of SAM must
@@ -46,7 +52,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["trace_transformer", "SinusoidalTimeEmbedding", "ResidualBlock", "LinearAttention",
+__all__ = ["trace_transformer", "TraceMLPEmbedding", "SinusoidalTimeEmbedding", "ResidualBlock", "LinearAttention",
            "MultiHeadSelfAttention", "TraceEncoder", "ConditionalUNet"]
 
 
@@ -266,6 +272,43 @@ class TraceEncoder(nn.Module):
                               self.image_size)
 
 
+class TraceMLPEmbedding(nn.Module):
+    """An MLP of the whole normalised trace, added to the time embedding (a global condition).
+
+    Two hidden GELU layers of ``width``, then a linear map to ``time_dim``. Samples without
+    condition get a learned null vector instead (initialised to zero: an unconditional sample
+    starts from the plain time embedding), so classifier-free guidance works as for the
+    condition image.
+
+    Parameters
+    ----------
+    n_fields : int
+        Length of the trace.
+    width : int
+        Hidden width of the MLP.
+    time_dim : int
+        Width of the time embedding it is added to.
+    """
+
+    def __init__(self, n_fields: int, width: int, time_dim: int):
+        super().__init__()
+        self.n_fields = n_fields
+        self.mlp = nn.Sequential(nn.Linear(n_fields, width), nn.GELU(), nn.Linear(width, width),
+                                 nn.GELU(), nn.Linear(width, time_dim))
+        self.null = nn.Parameter(torch.zeros(time_dim))
+
+    def forward(self, trace: torch.Tensor | None, keep_condition: torch.Tensor | None,
+                batch_size: int) -> torch.Tensor:
+        """(batch, time_dim); ``trace`` and ``keep_condition`` as in :class:`TraceEncoder`."""
+        null = self.null.expand(batch_size, -1)
+        if trace is None:
+            return null
+        embedding = self.mlp(trace.to(null.dtype))
+        if keep_condition is not None:
+            embedding = torch.where(keep_condition.to(torch.bool)[:, None], embedding, null)
+        return embedding
+
+
 class ConditionalUNet(nn.Module):
     """Trace-conditioned denoising U-Net: predicts the noise ε in a noisy image (P2 Fig. 2).
 
@@ -295,6 +338,9 @@ class ConditionalUNet(nn.Module):
         The trace transformer (:class:`TraceEncoder`).
     condition_channels : int
         Channels of the condition image joined to every attention block.
+    trace_mlp_width : int
+        Hidden width of :class:`TraceMLPEmbedding`, whose output is added to the time
+        embedding of every residual block; 0 (default, P2's design): none.
     """
 
     def __init__(self, image_size: int = 60, in_channels: int = 1, n_fields: int = 50, *,
@@ -302,7 +348,8 @@ class ConditionalUNet(nn.Module):
                  time_dim: int | None = None, linear_attention_heads: int = 4,
                  linear_attention_head_dim: int = 32, attention_heads: int = 4,
                  attention_head_dim: int = 32, trace_token_dim: int = 64, trace_layers: int = 2,
-                 trace_heads: int = 4, condition_channels: int = 16):
+                 trace_heads: int = 4, condition_channels: int = 16,
+                 trace_mlp_width: int = 0):
         super().__init__()
         channel_mults = [int(m) for m in channel_mults]
         if len(channel_mults) < 2:
@@ -329,6 +376,10 @@ class ConditionalUNet(nn.Module):
         self.trace_encoder = TraceEncoder(n_fields, image_size, token_dim=trace_token_dim,
                                           layers=trace_layers, heads=trace_heads,
                                           condition_channels=condition_channels)
+        if trace_mlp_width < 0:
+            raise ValueError(f"trace_mlp_width must be >= 0 (0: none), got {trace_mlp_width}")
+        self.trace_mlp = (TraceMLPEmbedding(n_fields, trace_mlp_width, time_dim)
+                          if trace_mlp_width else None)
         self.init_conv = nn.Conv2d(in_channels, base_channels, 3, padding=1)
 
         def linear_attention(width):
@@ -408,6 +459,9 @@ class ConditionalUNet(nn.Module):
             raise ValueError(f"input has shape {tuple(x.shape)}, expected (batch, "
                              f"{self.in_channels}, {self.image_size}, {self.image_size})")
         time_embedding = self.embed_time(t)
+        if self.trace_mlp is not None:
+            time_embedding = time_embedding + self.trace_mlp(trace, keep_condition, b).to(
+                time_embedding.dtype)
         condition = self.trace_encoder(trace, keep_condition, b).to(x.dtype)
         # One condition image per level, pooled to that level's resolution.
         conditions = [condition] + [F.avg_pool2d(condition, 2 ** level)
