@@ -21,13 +21,15 @@ from mesoinv.datasets import dataset_spec, simulate_shard
 from mesoinv.datasets.aggregate import SPLITS, validate_shards, write_splits
 from mesoinv.inference.antidot_detector import read_geometry
 from mesoinv.evaluation.p2_generation.placement_baseline import (
-    PlacementBaselineOptions, fit_placement_baseline, predict_placements, swap_invariant_mse)
+    MLP_OPTIONS, PlacementBaselineOptions, fit_placement_baseline, predict_placements,
+    swap_invariant_mse)
 from mesoinv.evaluation.p2_generation.baselines import nearest_training_traces, standardise_traces
 from mesoinv.evaluation.p2_generation.evaluate import OUTPUT_FILES, evaluate_diffusion_model
 from mesoinv.evaluation.p2_generation.metrics import METRICS_COLUMNS
 from mesoinv.evaluation.p2_generation.positions import (DEFAULT_TOLERANCE, ldos_scale,
                                                         match_positions, most_frequent_placement,
                                                         pixel_correlation)
+from mesoinv.models.p2_placement import TraceMLPRegressor
 from mesoinv.inference.p2_format import GENERATED_FORMAT_VERSION, read_generated, write_generated
 from mesoinv.inference.p2_generate import (generate_from_csv, generate_from_dataset,
                                            generate_images, load_diffusion_model,
@@ -270,10 +272,10 @@ def test_evaluation_of_the_true_images_scores_one(splits, model_path, tmp_path):
         assert paths[key].stat().st_size > 0, name
     metrics = pd.read_csv(paths["metrics"])
     assert list(metrics.columns) == METRICS_COLUMNS
-    assert len(metrics) == 15
+    assert len(metrics) == 18
     assert set(metrics["predictor"]) == {"model", "nearest_training_trace",
-                                         "direct_placement_model", "unconditional",
-                                         "most_frequent_placement"}
+                                         "direct_placement_model", "direct_placement_mlp",
+                                         "unconditional", "most_frequent_placement"}
     assert set(metrics["criterion"]) == {"strict", "mirrors", "classes"}
     rows = metrics[metrics["predictor"] == "model"].set_index("criterion")
     assert rows.loc["strict", "accuracy"] == 1.0
@@ -419,6 +421,31 @@ def test_direct_placement_loss_is_swap_invariant_and_the_baseline_learns(splits)
     again = fit_placement_baseline(splits["train"], geometry,
                                    PlacementBaselineOptions(steps=150, seed=3))
     assert again.final_loss == longer.final_loss  # seeded
+    centres = predict_placements(longer, read_traces(splits["val"]))
+    assert centres.shape == (len(read_traces(splits["val"])), 2, 2)
+    assert np.all(np.isfinite(centres))
+
+
+def test_mlp_direct_baseline_learns_and_its_steps_follow_the_training_split(splits):
+    """The MLP regressor trains (loss falls, seeded), answers in sites; its step count is 300
+    passes over the training split within [2,000, 10,000] steps."""
+    assert MLP_OPTIONS.encoder == "mlp" and MLP_OPTIONS.weight_decay > 0 and MLP_OPTIONS.cosine
+    assert MLP_OPTIONS.n_steps(10) == 2000            # floor
+    assert MLP_OPTIONS.n_steps(2058) == 9647          # ceil(300 · 2058 / 64)
+    assert MLP_OPTIONS.n_steps(100_000) == 10_000     # cap
+    assert PlacementBaselineOptions(steps=7).n_steps(10 ** 6) == 7  # no epochs: fixed steps
+    with pytest.raises(ValueError, match="encoder"):
+        PlacementBaselineOptions(encoder="cnn")
+    geometry, _, _ = read_geometry(splits["train"])
+    options = dataclasses.replace(MLP_OPTIONS, steps=1, epochs=None, seed=3)
+    short = fit_placement_baseline(splits["train"], geometry, options)
+    longer = fit_placement_baseline(splits["train"], geometry,
+                                    dataclasses.replace(options, steps=150))
+    assert isinstance(longer.network, TraceMLPRegressor)
+    assert longer.final_loss < short.final_loss
+    again = fit_placement_baseline(splits["train"], geometry,
+                                   dataclasses.replace(options, steps=150))
+    assert again.final_loss == longer.final_loss
     centres = predict_placements(longer, read_traces(splits["val"]))
     assert centres.shape == (len(read_traces(splits["val"])), 2, 2)
     assert np.all(np.isfinite(centres))

@@ -118,7 +118,8 @@ def test_end_to_end_outputs(finished_run):
         assert ds["generated_ldos"].units == "t-1" and ds.split == "val"
     metrics = pd.read_csv(evaluation / "metrics.csv")
     assert set(metrics["predictor"]) == {"model", "nearest_training_trace", "direct_placement_model",
-                                         "unconditional", "most_frequent_placement"}
+                                         "direct_placement_mlp", "unconditional",
+                                         "most_frequent_placement"}
     assert set(metrics["criterion"]) == {"strict", "mirrors", "classes"}
     for figure in ("accuracy", "snapshots", "attention", "score_field", "prediction-example"):
         assert (evaluation / f"{figure}.png").read_bytes()[:4] == b"\x89PNG"

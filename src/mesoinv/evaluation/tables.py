@@ -117,6 +117,7 @@ PREDICTOR_LABELS = {
     "zero_potential": "V = 0",
     "nearest_training_trace": "nearest training trace (1-NN)",
     "direct_placement_model": "direct placement model",
+    "direct_placement_mlp": "direct placement MLP",
     "unconditional": "same model at γ = 0",
     "most_frequent_placement": "most frequent placement",
 }

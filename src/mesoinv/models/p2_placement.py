@@ -17,7 +17,7 @@ from torch import nn
 
 from .p2_unet import trace_transformer
 
-__all__ = ["PlacementRegressor"]
+__all__ = ["PlacementRegressor", "TraceMLPRegressor"]
 
 
 class PlacementRegressor(nn.Module):
@@ -53,3 +53,30 @@ class PlacementRegressor(nn.Module):
         tokens = self.value_embedding(trace[..., None].to(weight.dtype)) + weight
         pooled = self.encoder(tokens).mean(dim=1)
         return self.head(pooled).reshape(-1, 2, 2)
+
+
+class TraceMLPRegressor(nn.Module):
+    """Trace (batch, n_fields) → centres (batch, 2, 2), scaled coordinates, by an MLP of the
+    whole trace (``depth`` GELU layers of ``width``).
+
+    The second direct regressor of a P2 evaluation: on held-out placements it regresses the
+    centres better than the token transformer of :class:`PlacementRegressor` (docs/models.md,
+    "the three questions"), so the skeptic's strongest direct model is reported too.
+    """
+
+    def __init__(self, n_fields: int, *, width: int = 256, depth: int = 3):
+        super().__init__()
+        if depth < 1:
+            raise ValueError(f"depth must be at least 1, got {depth}")
+        self.n_fields = n_fields
+        layers, previous = [], n_fields
+        for _ in range(depth):
+            layers += [nn.Linear(previous, width), nn.GELU()]
+            previous = width
+        self.mlp = nn.Sequential(*layers, nn.Linear(previous, 4))
+
+    def forward(self, trace: torch.Tensor) -> torch.Tensor:
+        if trace.ndim != 2 or trace.shape[1] != self.n_fields:
+            raise ValueError(f"trace has shape {tuple(trace.shape)}, expected "
+                             f"(batch, {self.n_fields})")
+        return self.mlp(trace.to(self.mlp[0].weight.dtype)).reshape(-1, 2, 2)

@@ -10,8 +10,8 @@ fixed set of files for the workflow rule (:data:`OUTPUT_FILES`):
     One row per predictor × criterion (:mod:`mesoinv.evaluation.p2_generation.metrics`), with
     95 % intervals over traces: the model, the nearest training trace's stored image (1-NN
     lookup, :mod:`mesoinv.evaluation.p2_generation.baselines`; needs ``train_path``), the
-    direct placement model (:mod:`mesoinv.evaluation.p2_generation.placement_baseline`, trained
-    on ``train_path``), the same
+    direct placement models (:mod:`mesoinv.evaluation.p2_generation.placement_baseline`, the
+    trace transformer and an MLP of the whole trace, both trained on ``train_path``), the same
     model at γ = 0 (trace-blind), and the most frequent training placement.
 ``snapshots.png``, ``attention.png``, ``score_field.png`` (P2 Figs. 3–5), ``accuracy.png``,
 ``depth_distribution.png``
@@ -52,8 +52,8 @@ from .baselines import NearestTraceLookup
 from .figures import (hole_depths, pixel_pairs, plot_accuracy, plot_attention,
                       plot_depth_distribution, plot_score, plot_snapshots, score_field,
                       snapshot_run)
-from .placement_baseline import (PlacementBaselineOptions, fit_placement_baseline,
-                                 predict_placements)
+from .placement_baseline import (MLP_OPTIONS, PlacementBaselineOptions,
+                                 fit_placement_baseline, predict_placements)
 from .metrics import P2_CRITERION, diffusion_metrics
 from .positions import DEFAULT_TOLERANCE, most_frequent_placement, placement_image
 
@@ -85,12 +85,22 @@ def _baselines(model: ModelFile, train_path, tolerance):
             np.asarray(baselines["training_mean_ldos"], np.float64))
 
 
+def _direct(fitted, traces, mean_ldos, geometry, padding):
+    """(centres (n, 2, 2) in sites, their placements drawn on the training-mean LDOS) of a
+    fitted direct regressor."""
+    placements = predict_placements(fitted, traces)
+    images = np.stack([placement_image(p, mean_ldos, geometry.antidot_radius, padding)
+                       for p in placements])
+    return placements, images
+
+
 def evaluate_diffusion_model(generated_path, output_dir, *, model_path, dataset_path,
                              train_path=None, snapshot_sample: int = 0, score_points: int = 50,
                              tolerance: float = DEFAULT_TOLERANCE,
                              unconditional_draws: int | None = None, score_timestep: int = 99,
                              device="cpu",
-                             placement_options: PlacementBaselineOptions | None = None) -> dict:
+                             placement_options: PlacementBaselineOptions | None = None,
+                             mlp_options: PlacementBaselineOptions | None = None) -> dict:
     """Metrics and figures of a P2 diffusion model (module docstring for every file).
 
     Parameters
@@ -128,6 +138,9 @@ def evaluate_diffusion_model(generated_path, output_dir, *, model_path, dataset_
         Steps, batch, learning rate and seed of the direct placement baseline (trained on
         ``train_path``; skipped without it); default
         :class:`~mesoinv.evaluation.p2_generation.placement_baseline.PlacementBaselineOptions`.
+    mlp_options : PlacementBaselineOptions, optional
+        The same for the MLP direct baseline; default
+        :data:`~mesoinv.evaluation.p2_generation.placement_baseline.MLP_OPTIONS`.
 
     Returns
     -------
@@ -183,20 +196,19 @@ def evaluate_diffusion_model(generated_path, output_dir, *, model_path, dataset_
     blind = dataclasses.replace(options, samples_per_trace=int(unconditional_draws or k))
     unconditional = generate_images(model, generated.traces, generated.sample_ids, blind,
                                     unconditional=True, device=device, network=network)
-    nearest = direct = None
+    nearest = direct = direct_mlp = None
     if train_path is not None:
         nearest = NearestTraceLookup.from_training_split(train_path, generated.traces)
         fitted = fit_placement_baseline(train_path, geometry,
                                         placement_options or PlacementBaselineOptions())
-        direct_placements = predict_placements(fitted, generated.traces)
-        direct = (direct_placements,
-                  np.stack([placement_image(p, mean_ldos, geometry.antidot_radius, padding)
-                            for p in direct_placements]))
+        direct = _direct(fitted, generated.traces, mean_ldos, geometry, padding)
+        fitted_mlp = fit_placement_baseline(train_path, geometry, mlp_options or MLP_OPTIONS)
+        direct_mlp = _direct(fitted_mlp, generated.traces, mean_ldos, geometry, padding)
     metrics, evaluations = diffusion_metrics(
         generated, geometry=geometry, constraints=constraints, tolerance=tolerance,
         unconditional_images=unconditional, baseline_placement=placement,
         baseline_image=baseline_image, model_name=model.model_name, nearest=nearest,
-        direct=direct)
+        direct=direct, direct_mlp=direct_mlp)
     row = int(snapshot_sample)
     snapshots, n_steps, final = snapshot_run(model, network, diffusion, generated, row, device)
     field = score_field(model, network, diffusion, generated, row, int(score_points),
