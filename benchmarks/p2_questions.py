@@ -6,12 +6,15 @@ tolerance 1.5 sites) with 95 % Wilson intervals over traces:
 
 * ``nearest_training_trace`` — 1-NN on G(B) standardised per field with training statistics;
 * ``direct_placement_model`` — the trace encoder + MLP head, 2,000 Adam steps (seeded);
+* ``direct_placement_mlp`` — an MLP of the whole trace, as in the evaluation (300 passes,
+  2,000 to 10,000 AdamW steps) or a fixed number of steps (``--mlp-steps``);
 * ``most_frequent_placement`` — trace-blind;
 
 and the median 1-NN distance (standardised units), which says whether the evaluated traces
 are near a training trace (seen placement: ≈ 0.4 at 0.1 t; unseen: ≈ 8, NOTES.md §9).
 
-    python benchmarks/p2_questions.py DATASET_DIR [...] [--split val] [-o table.md]
+    python benchmarks/p2_questions.py DATASET_DIR [...] [--split val] [--steps N]
+        [--mlp-steps N] [-o table.md]
 
 The question is named by the dataset's ``split_unit`` attribute: ``sample`` / realisation
 (new realisations of seen placements: P2's likely random split of pairs) or ``configuration``
@@ -19,6 +22,7 @@ The question is named by the dataset's ``split_unit`` attribute: ``sample`` / re
 """
 
 import argparse
+import dataclasses
 import time
 from pathlib import Path
 
@@ -27,7 +31,8 @@ import numpy as np
 
 from mesoinv.evaluation.intervals import wilson_interval
 from mesoinv.evaluation.p2_generation.baselines import NearestTraceLookup
-from mesoinv.evaluation.p2_generation.placement_baseline import (PlacementBaselineOptions,
+from mesoinv.evaluation.p2_generation.placement_baseline import (MLP_OPTIONS,
+                                                                 PlacementBaselineOptions,
                                                                  fit_placement_baseline,
                                                                  predict_placements)
 from mesoinv.evaluation.p2_generation.positions import (evaluate_positions,
@@ -46,7 +51,8 @@ def _accuracy(evaluation, criterion):
     return p, low, high
 
 
-def question_rows(directory: Path, split: str, steps: int) -> list[dict]:
+def question_rows(directory: Path, split: str, steps: int,
+                  mlp_steps: int | None = None) -> list[dict]:
     name = directory.name
     train = directory / f"{name}-train.nc"
     evaluated = directory / f"{name}-{split}.nc"
@@ -65,6 +71,12 @@ def question_rows(directory: Path, split: str, steps: int) -> list[dict]:
     fitted = fit_placement_baseline(train, geometry, PlacementBaselineOptions(steps=steps))
     predictors["direct_placement_model"] = (predict_placements(fitted, traces),
                                             time.perf_counter() - started)
+    started = time.perf_counter()
+    mlp = (MLP_OPTIONS if mlp_steps is None
+           else dataclasses.replace(MLP_OPTIONS, steps=mlp_steps, epochs=None))
+    fitted = fit_placement_baseline(train, geometry, mlp)
+    predictors["direct_placement_mlp"] = (predict_placements(fitted, traces),
+                                          time.perf_counter() - started)
     frequent = most_frequent_placement(read_placements(train))
     predictors["most_frequent_placement"] = (np.broadcast_to(frequent, true.shape).copy(), 0.0)
     for predictor, (found, seconds) in predictors.items():
@@ -97,9 +109,12 @@ def main():
     parser.add_argument("datasets", nargs="+", type=Path, help="results/datasets/<name>")
     parser.add_argument("--split", default="val", choices=("val", "test"))
     parser.add_argument("--steps", type=int, default=2000, help="direct model's Adam steps")
+    parser.add_argument("--mlp-steps", type=int,
+                        help="the MLP's AdamW steps (default: the evaluation's, 300 passes)")
     parser.add_argument("-o", "--output", type=Path)
     args = parser.parse_args()
-    rows = [r for d in args.datasets for r in question_rows(d, args.split, args.steps)]
+    rows = [r for d in args.datasets
+            for r in question_rows(d, args.split, args.steps, args.mlp_steps)]
     table = markdown(rows)
     print(table)
     if args.output:
