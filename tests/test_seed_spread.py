@@ -15,7 +15,8 @@ import yaml
 from snakemake_runs import job_counts
 from mesoinv.config import ConfigError, replicate_groups, validate_config
 from mesoinv.evaluation.results_page import FAMILIES, family_of, headline_table_html
-from mesoinv.evaluation.seed_spread import (seed_spread_html, seed_spread_table, spread_line,
+from mesoinv.evaluation.seed_spread import (seed_spread_html, seed_spread_markdown,
+                                            seed_spread_table, spread_line,
                                             spread_metrics, write_seed_spread)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -203,6 +204,23 @@ def test_spread_table_by_hand(spread_inputs, tmp_path):
     page = (tmp_path / "s.html").read_text()
     assert "10.0–14.0 %" in page and "12.0 % ± 2.0 %" in page and "2 of 3" in page
     assert seed_spread_html(written).count("<tr") == 8
+
+
+def test_readme_markdown_of_the_spread(spread_inputs, tmp_path):
+    """The README's table (seed_spread_markdown), from the CSV as written and read back."""
+    models, metrics = spread_inputs
+    write_seed_spread(models, metrics, csv_path=tmp_path / "s.csv",
+                      html_path=tmp_path / "s.html")
+    lines = seed_spread_markdown(pd.read_csv(tmp_path / "s.csv")).splitlines()
+    assert len(lines) == 2 + 7 and lines[1].startswith("|---")
+    assert ("| `cnn` | s | σ/value | 10.0 % (seed 1) [9.0, 13.0] | 10.0 / 12.0 / 14.0 % | "
+            "10.0–14.0 % | 2 of 3 |") in lines
+    assert ("| `gen` | strict (P2's criterion) | accuracy | 50.0 % (seed 5) [30.0, 70.0] | 50.0 / 25.0 % | "
+            "25.0–50.0 % | 1 of 2 |") in lines
+    assert any(line.startswith("| `cnn` | s | R² | 0.600 (seed 1) [0.550, 0.650] |")
+               for line in lines), lines
+    potential = next(line for line in lines if line.startswith("| `pot`"))
+    assert "0.930 / 0.960" in potential and "nan" not in potential.lower()
 
 
 def test_spread_metrics_start_with_the_results_page_headline():

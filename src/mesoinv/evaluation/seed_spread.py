@@ -27,7 +27,7 @@ from .tables import criterion_label, format_number, fragment, html_table, percen
     target_label
 
 __all__ = ["EXTRA_METRICS", "spread_metrics", "seed_spread_table", "seed_spread_html",
-           "spread_line", "write_seed_spread"]
+           "seed_spread_markdown", "spread_line", "write_seed_spread"]
 
 #: Metrics reported beside the family's headline (P1 states R² for the parameters too).
 EXTRA_METRICS = {"p1_parameters": ("r2",)}
@@ -199,6 +199,34 @@ def seed_spread_html(table: pd.DataFrame) -> str:
     return fragment(body, element_id="mesoinv-seed-spread")
 
 
+def seed_spread_markdown(table: pd.DataFrame) -> str:
+    """The table as the README's Markdown table (README.md, "Seed spread"; tests/test_readme.py
+    checks that the README holds exactly this for docs/demo-seed-spread.csv).
+
+    Columns: model, question, metric, the model's own value with its 95 % interval (the value
+    the README's demo tables state), the value of every seed, their min–max, and how many
+    seeds lie inside the model's interval.
+    """
+    lines = ["| model | question | metric | the model (seed) [95 % interval] | every seed "
+             "| min–max over seeds | seeds inside the interval |",
+             "|---|---|---|---|---|---|---|"]
+    for _, row in table.iterrows():
+        percent = _is_percent(row["kind"], row["metric"])
+        values = [float(v) for v in str(row["values"]).split(";")]
+        low, high = _text(row["base_ci_low"], percent), _text(row["base_ci_high"], percent)
+        base = (f"{_text(row['base_value'], percent)} (seed {int(row['base_seed'])}) "
+                f"[{low.removesuffix(' %')}, {high.removesuffix(' %')}]")
+        every = " / ".join(_text(v, percent).removesuffix(" %") for v in values) + \
+            (" %" if percent else "")
+        spread = html.unescape(_range(row))
+        question = (_question_label(row["kind"], row["question"])
+                    if isinstance(row["question"], str) and row["question"] else "—")
+        lines.append(f"| `{row['model']}` | {question} | "
+                     f"{_metric_label(row['kind'], row['metric'])} | {base} | {every} | "
+                     f"{spread} | {int(row['n_inside_base_ci'])} of {int(row['n_seeds'])} |")
+    return "\n".join(lines)
+
+
 def write_seed_spread(models: list[dict], metrics: dict, *, csv_path, html_path) -> pd.DataFrame:
     """Write ``seed_spread.csv`` and its HTML table atomically; return the table."""
     from ..datasets.netcdf import atomic_path
@@ -209,3 +237,9 @@ def write_seed_spread(models: list[dict], metrics: dict, *, csv_path, html_path)
     with atomic_path(html_path) as tmp:
         Path(tmp).write_text(seed_spread_html(table), encoding="utf-8")
     return table
+
+
+if __name__ == "__main__":  # python -m mesoinv.evaluation.seed_spread seed_spread.csv
+    import sys
+
+    print(seed_spread_markdown(pd.read_csv(sys.argv[1])))
