@@ -111,3 +111,40 @@ def test_readme_demo_tables_are_the_demo_results():
                     "./scripts/update-demo-results, then fix the README")
                 checked += 1
     assert checked >= 30, f"only {checked} values with intervals found in the demo tables"
+
+
+# -- the seed spread the README reports (docs/demo-seed-spread.csv) ------------------------------
+# `snakemake seed_spread --configfile config/config.yaml config/seeds.yaml` on the demo run, then
+# ./scripts/update-demo-results copies results/reports/seed_spread.csv here; the README's table
+# is `python -m mesoinv.evaluation.seed_spread docs/demo-seed-spread.csv`.
+SPREAD = ROOT / "docs" / "demo-seed-spread.csv"
+
+
+def test_readme_seed_spread_table_is_the_measured_one():
+    import pandas as pd
+
+    from mesoinv.evaluation.seed_spread import seed_spread_markdown
+
+    table = pd.read_csv(SPREAD)
+    assert set(table["model"]) == set(DEMO["models"]), "every demo model has its seed spread"
+    assert (table["n_seeds"] >= 3).all()
+    assert seed_spread_markdown(table) in README, (
+        "the README's seed-spread table is not docs/demo-seed-spread.csv's; paste the output "
+        "of: .venv/bin/python -m mesoinv.evaluation.seed_spread docs/demo-seed-spread.csv")
+
+
+def test_seed_spread_was_measured_on_the_run_the_readme_states():
+    """The base seed of every spread row is the demo run's model (the same value), so the
+    README's numbers are one of the seeds whose range it reports."""
+    import pandas as pd
+
+    table = pd.read_csv(SPREAD)
+    for _, row in table.iterrows():
+        rows = [r for r in DEMO["models"][row["model"]]["rows"] if r["predictor"] == "model"
+                and (r.get("criterion") or r.get("target") or "") == (
+                    row["question"] if isinstance(row["question"], str) else "")]
+        assert rows, f"{row['model']} / {row['question']}: not in docs/demo-results.json"
+        value = rows[0]["metrics"][row["metric"]]["value"]
+        assert abs(value - row["base_value"]) <= 1e-5 * max(1.0, abs(value)), (
+            row["model"], row["question"], row["metric"], value, row["base_value"])
+        assert row["min"] <= row["base_value"] <= row["max"]
