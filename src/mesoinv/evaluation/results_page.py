@@ -143,11 +143,15 @@ FAMILIES = (
 #: Inside the Snakemake report (9.x), the workflow description sits in a narrow column
 #: (``max-w-lg``) beside the rule graph, in a pane that centres its content vertically (the top
 #: of a tall page cannot be scrolled to). These rules, active only where the page is included,
-#: give the results the pane's width, start them at the top and put the rule graph below.
+#: give the results the pane's width (no wider: flex items default to their content's width,
+#: so a wide table would push the page past the window), start them at the top and put the
+#: rule graph below.
 REPORT_LAYOUT = """
 div.h-screen:has(#mesoinv-results) { align-items: flex-start; justify-content: flex-start; }
-div.gap-3:has(#mesoinv-results) { flex-wrap: wrap; }
-div.prose:has(#mesoinv-results) { max-width: none; }
+div.gap-3:has(#mesoinv-results) { flex-wrap: wrap; min-width: 0; max-width: 100%; }
+div.gap-3:has(#mesoinv-results) > div:has(#mesoinv-results) { flex: 1 1 100%; min-width: 0;
+  max-width: 100%; }
+div.prose:has(#mesoinv-results) { max-width: 100%; }
 """
 
 #: What the figures on the page show (the report's captions give the details).
