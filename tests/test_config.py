@@ -23,7 +23,7 @@ def config():
 
 
 #: Overlays, given after a full config (`--configfile config/config.yaml config/seeds.yaml`).
-OVERLAYS = ("seeds.yaml",)
+OVERLAYS = ("seeds.yaml", "sweeps-demo.yaml")
 
 
 @pytest.mark.parametrize("path", sorted(p for p in (ROOT / "config").glob("*.yaml")
