@@ -304,6 +304,46 @@ def test_image_normalisation_round_trip_and_padding(splits, kind):
     np.testing.assert_array_equal(again(images), norm(images))
 
 
+def test_image_outlier_clipping_by_hand():
+    # Ten 4 × 2 images (padding 1, so wire pixels are the middle two rows): LDOS 1 everywhere
+    # but one pixel of 101 (a single-site resonance) and one antidot site of 0 in image 0.
+    images = np.ones((10, 4, 2))
+    images[:, 0] = images[:, -1] = 0.0
+    images[0, 1, 0] = 101.0
+    images[0, 2, 1] = 0.0
+    wire = images[:, 1:3].ravel()                     # 40 pixels
+    mean1, std1 = wire.mean(), wire.std()             # by hand: (101 + 38)/40 = 3.475
+    assert mean1 == pytest.approx(139 / 40)
+    u = mean1 + 3.0 * std1
+    clipped = np.minimum(wire, u)
+    norm = LDOSNormalization.fit("standardize", list(images), 1, clip_sigma=3.0)
+    assert norm.clip_ldos == pytest.approx(u, rel=1e-12)
+    assert norm.offset == pytest.approx(clipped.mean(), rel=1e-12)
+    assert norm.std == pytest.approx(clipped.std(), rel=1e-12)
+    assert norm.scale == pytest.approx(u, rel=1e-12)  # the clipped maximum
+    plain = LDOSNormalization.fit("standardize", list(images), 1)
+    assert plain.clip_ldos is None and plain.std == pytest.approx(std1)
+    assert norm.std < plain.std / 2                   # the spike no longer sets the scale
+    mapped = norm(images, dtype=np.float64)
+    assert mapped[0, 1, 0] == pytest.approx((u - norm.offset) / norm.std)
+    # every other pixel is transformed exactly as without clipping (same statistics)
+    ordinary = images <= u
+    np.testing.assert_allclose(mapped[ordinary], (images[ordinary] - norm.offset) / norm.std,
+                               rtol=1e-14)
+    assert np.all(mapped[images == 0] == -norm.offset / norm.std)
+    # the clip level travels with the model file
+    again = LDOSNormalization.from_dict(json.loads(json.dumps(norm.to_dict())))
+    np.testing.assert_array_equal(again(images), norm(images))
+    assert LDOSNormalization.from_dict({**plain.to_dict(), "clip_ldos": None}).clip_ldos is None
+    # clipping reads the images twice: a one-shot iterator is refused, a callable is not
+    with pytest.raises(ValueError, match="twice"):
+        LDOSNormalization.fit("standardize", iter(images), 1, clip_sigma=3.0)
+    again = LDOSNormalization.fit("linear", lambda: iter(images), 1, clip_sigma=3.0)
+    assert again.scale == pytest.approx(u) and again.clip_ldos == pytest.approx(u)
+    with pytest.raises(ValueError, match="clip_sigma"):
+        LDOSNormalization.fit("standardize", list(images), 1, clip_sigma=0.0)
+
+
 @pytest.mark.parametrize("kind", ["per_field", "global"])
 def test_trace_normalisation_round_trip(splits, tmp_path, kind):
     traces = read_traces(splits["train"])

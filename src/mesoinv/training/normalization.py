@@ -38,7 +38,16 @@ one common value too, −c/σ:
     more than under ``linear`` (whose holes sit ≈ 0.4 below the wire's mean, against a spread
     of 0.2) and stays visible to the denoiser at higher noise levels.
 
-Validation, test or new images may exceed ``s`` (they map above +1; nothing is clipped).
+Validation, test or new images may exceed ``s`` (they map above +1; nothing is clipped),
+unless ``clip_sigma`` = k is set: then LDOS values above u = c₁ + k σ₁ (c₁, σ₁ the mean and
+standard deviation of the raw training wire pixels) are set to u before any transform, and
+every statistic (s, c, σ) is fitted on the clipped training images (a second pass). A rare
+single-site resonance can hold a hundred times the typical LDOS (``p2_placements`` of
+config/medium.yaml: one training pixel at 345 σ, one at 78 σ, against 8.7 σ for the next
+sample); unclipped, such a pixel sets ``s`` (``linear``), inflates σ 1.56-fold
+(``standardize``) and dominates the training loss of every epoch it is drawn in. The
+antidots are where the LDOS is 0, so clipping a bright resonance loses nothing the detector
+reads; u (``clip_ldos``, states per t per site) is stored with the model.
 :meth:`LDOSNormalization.inverse` maps network output back to states per t per site and, by
 default, sets the padding columns to exactly 0 (the model's output there carries no physics);
 hole pixels are left as generated (the antidot detector reads them).
@@ -218,10 +227,13 @@ class LDOSNormalization:
     std : float
         σ of the ``standardize`` transform (the training standard deviation of the LDOS over
         wire pixels, states per t per site); unused otherwise.
+    clip_ldos : float or None
+        u: LDOS values above it are set to it before the transform (states per t per site;
+        module docstring); None: no clipping.
     """
 
     def __init__(self, kind: str, scale: float, padding: int, offset: float = 0.0,
-                 std: float = 0.0):
+                 std: float = 0.0, clip_ldos: float | None = None):
         if kind not in IMAGE_TRANSFORMS:
             raise ValueError(f"unknown image transform {kind!r} (known: {IMAGE_TRANSFORMS})")
         self.kind = kind
@@ -229,6 +241,10 @@ class LDOSNormalization:
         self.padding = int(padding)
         self.offset = float(offset)
         self.std = float(std)
+        self.clip_ldos = None if clip_ldos is None else float(clip_ldos)
+        if self.clip_ldos is not None and not (np.isfinite(self.clip_ldos)
+                                               and self.clip_ldos > 0):
+            raise ValueError(f"clip_ldos must be finite and positive, got {self.clip_ldos}")
         if kind == "standardize" and not (np.isfinite(self.std) and self.std > 0):
             raise ValueError(f"the standardize transform needs a positive std, got {self.std}")
         if not (np.isfinite(self.scale) and self.scale > 0):
@@ -240,13 +256,37 @@ class LDOSNormalization:
             raise ValueError(f"padding must be ≥ 0, got {self.padding}")
 
     @classmethod
-    def fit(cls, kind: str, images, padding: int) -> "LDOSNormalization":
-        """Statistics over an iterable of training images, each (image_x, y), in float64."""
+    def fit(cls, kind: str, images, padding: int,
+            clip_sigma: float | None = None) -> "LDOSNormalization":
+        """Statistics over the training images, each (image_x, y), in float64.
+
+        ``images`` is an iterable of images, or a callable returning a fresh one (needed with
+        ``clip_sigma``, which reads the images twice: module docstring).
+        """
         if kind not in IMAGE_TRANSFORMS:
             raise ValueError(f"unknown image transform {kind!r} (known: {IMAGE_TRANSFORMS})")
+        if clip_sigma is not None and not (np.isfinite(clip_sigma) and clip_sigma > 0):
+            raise ValueError(f"clip_sigma must be finite and positive, got {clip_sigma}")
+        if clip_sigma is not None and not callable(images) and iter(images) is images:
+            raise ValueError("clip_sigma reads the training images twice: pass a list, an "
+                             "array or a callable returning a fresh iterator, not an iterator")
+        fresh = images if callable(images) else (lambda: images)
+        high, mean, std = cls._moments(fresh(), padding, None)
+        clip = None
+        if clip_sigma is not None:
+            clip = mean + float(clip_sigma) * std
+            high, mean, std = cls._moments(fresh(), padding, clip)
+        return cls(kind, high, padding, mean if kind in ("log", "standardize") else 0.0,
+                   std if kind == "standardize" else 0.0, clip_ldos=clip)
+
+    @staticmethod
+    def _moments(images, padding, clip):
+        """(maximum, mean and std over wire pixels) of images clipped at ``clip`` (or not)."""
         high, total, squares, count = -np.inf, 0.0, 0.0, 0
         for image in images:
             image = np.asarray(image, dtype=np.float64)
+            if clip is not None:
+                image = np.minimum(image, clip)
             wire = image[padding:image.shape[0] - padding] if padding else image
             high = max(high, float(image.max()))
             total += float(wire.sum())
@@ -255,9 +295,7 @@ class LDOSNormalization:
         if count == 0:
             raise ValueError("no training images to fit the LDOS normalisation on")
         mean = total / count
-        std = float(np.sqrt(max(squares / count - mean ** 2, 0.0)))
-        return cls(kind, high, padding, mean if kind in ("log", "standardize") else 0.0,
-                   std if kind == "standardize" else 0.0)
+        return high, mean, float(np.sqrt(max(squares / count - mean ** 2, 0.0)))
 
     def bounds(self, factor: float = 1.0) -> tuple[float, float]:
         """The network-space images of LDOS 0 and of ``factor`` × the training maximum: the
@@ -272,6 +310,8 @@ class LDOSNormalization:
     def __call__(self, images, dtype=np.float32) -> np.ndarray:
         """Stored LDOS → network images (computed in float64, returned as ``dtype``)."""
         x = np.asarray(images, dtype=np.float64)
+        if self.clip_ldos is not None:
+            x = np.minimum(x, self.clip_ldos)
         if self.kind == "linear":
             out = 2.0 * x / self.scale - 1.0
         elif self.kind == "standardize":
@@ -302,12 +342,12 @@ class LDOSNormalization:
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "scale": self.scale, "padding": self.padding,
-                "offset": self.offset, "std": self.std}
+                "offset": self.offset, "std": self.std, "clip_ldos": self.clip_ldos}
 
     @classmethod
     def from_dict(cls, data: dict) -> "LDOSNormalization":
         return cls(data["kind"], data["scale"], data["padding"], data.get("offset", 0.0),
-                   data.get("std", 0.0))
+                   data.get("std", 0.0), data.get("clip_ldos"))
 
 
 class TraceNormalization:

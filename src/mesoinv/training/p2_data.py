@@ -96,6 +96,9 @@ class P2DataModule(pl.LightningDataModule):
         validation runs).
     image_transform : str
         :data:`~mesoinv.training.normalization.IMAGE_TRANSFORMS`.
+    image_clip_sigma : float or None
+        Clip training-split outliers of the LDOS at mean + this × std before the transform
+        (:class:`~mesoinv.training.normalization.LDOSNormalization`); None: no clipping.
     trace_transform : str
         :data:`~mesoinv.training.normalization.TRACE_TRANSFORMS`.
     batch_size : int
@@ -119,7 +122,7 @@ class P2DataModule(pl.LightningDataModule):
     """
 
     def __init__(self, train_path, val_path, *, image_transform: str = "linear",
-                 trace_transform: str = "per_field", batch_size: int = 32,
+                 image_clip_sigma: float | None = None, trace_transform: str = "per_field", batch_size: int = 32,
                  data_mode: str = "auto", num_workers=0, max_workers: int = 0,
                  symmetry_augmentation: str = "none", augmentation_seed: int = 0):
         super().__init__()
@@ -137,6 +140,7 @@ class P2DataModule(pl.LightningDataModule):
                              f"{TRACE_TRANSFORMS})")
         self.train_path, self.val_path = str(train_path), str(val_path)
         self.image_transform, self.trace_transform = image_transform, trace_transform
+        self.image_clip_sigma = image_clip_sigma
         self.batch_size = batch_size
         self.requested_mode = data_mode
         self.num_workers = num_workers
@@ -177,7 +181,8 @@ class P2DataModule(pl.LightningDataModule):
         """(image normalisation, trace normalisation) from the training split (idempotent)."""
         if self.image_normalization is None:
             self.image_normalization = LDOSNormalization.fit(
-                self.image_transform, iter_ldos(self.train_path), self.info.padding)
+                self.image_transform, lambda: iter_ldos(self.train_path), self.info.padding,
+                clip_sigma=self.image_clip_sigma)
             self.trace_normalization = TraceNormalization.fit(
                 self.trace_transform, read_traces(self.train_path))
         return self.image_normalization, self.trace_normalization

@@ -34,7 +34,8 @@ refused):
                          ``learning_rate``, ``weight_decay``, ``rho``, ``adaptive``
 ``condition_dropout``    probability of the null condition per training sample
 ``ema_decay``            EMA decay of the weights, or null
-``normalization``        ``image`` (linear, log, standardize), ``trace`` (per_field, global):
+``normalization``        ``image`` (linear, log, standardize), ``trace`` (per_field, global),
+                         ``image_clip_sigma`` (outlier clipping, or null):
                          :mod:`mesoinv.training.normalization`
 ``sampling``             defaults stored for generation: ``sampler`` (ddpm, ddim), ``steps``,
                          ``eta``, ``guidance_scale`` (P2's γ), ``samples_per_trace``, ``seed``,
@@ -78,7 +79,7 @@ DEFAULTS = {
                   "rho": 0.05, "adaptive": False},
     "condition_dropout": 0.1,
     "ema_decay": None,
-    "normalization": {"image": "linear", "trace": "per_field"},
+    "normalization": {"image": "linear", "trace": "per_field", "image_clip_sigma": None},
     "sampling": {"sampler": "ddim", "steps": 50, "eta": 0.0, "guidance_scale": 1.0,
                  "samples_per_trace": 4, "seed": 0, "clip_x0": 1.0},
     "weights": "best",
@@ -209,6 +210,7 @@ def train_diffusion_model(definition: dict, *, train_path, val_path, output, sta
     max_workers = max(0, min(8, available_cpus() // devices - 1))
     datamodule = P2DataModule(
         train_path, val_path, image_transform=resolved["normalization"]["image"],
+        image_clip_sigma=resolved["normalization"].get("image_clip_sigma"),
         trace_transform=resolved["normalization"]["trace"], batch_size=resolved["batch_size"],
         data_mode=resolved["data_mode"], num_workers=resolved["num_workers"],
         max_workers=max_workers, symmetry_augmentation=resolved["symmetry_augmentation"],
