@@ -29,6 +29,7 @@ from mesoinv.datasets.integrity import (CHECKSUM_VARIABLE, OutputError, OutputLo
                                         sample_digest)
 from mesoinv.datasets.kinds import kind_of
 from mesoinv.datasets.netcdf import atomic_path
+from test_config import OVERLAYS
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_CONFIG = ROOT / "config" / "test.yaml"
@@ -581,10 +582,8 @@ def test_dataset_table_is_readable(loaded_config, p1, p2, tmp_path):
         assert words in caption
 
 
-# full configs; config/seeds.yaml and config/sweeps-demo.yaml are overlays given after one
-# (tests/test_config.py)
-SHIPPED_CONFIGS = sorted(p for p in (ROOT / "config").glob("*.yaml")
-                         if p.name not in ("seeds.yaml", "sweeps-demo.yaml"))
+# full configs; the overlays (tests/test_config.OVERLAYS) are given after one
+SHIPPED_CONFIGS = sorted(p for p in (ROOT / "config").glob("*.yaml") if p.name not in OVERLAYS)
 
 
 def test_docs_rerun_examples_name_existing_shards():

@@ -122,7 +122,8 @@ class P2DataModule(pl.LightningDataModule):
     """
 
     def __init__(self, train_path, val_path, *, image_transform: str = "linear",
-                 image_clip_sigma: float | None = None, trace_transform: str = "per_field", batch_size: int = 32,
+                 image_clip_sigma: float | None = None, trace_transform: str = "per_field",
+                 batch_size: int = 32,
                  data_mode: str = "auto", num_workers=0, max_workers: int = 0,
                  symmetry_augmentation: str = "none", augmentation_seed: int = 0):
         super().__init__()

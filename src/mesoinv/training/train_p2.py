@@ -210,7 +210,7 @@ def train_diffusion_model(definition: dict, *, train_path, val_path, output, sta
     max_workers = max(0, min(8, available_cpus() // devices - 1))
     datamodule = P2DataModule(
         train_path, val_path, image_transform=resolved["normalization"]["image"],
-        image_clip_sigma=resolved["normalization"].get("image_clip_sigma"),
+        image_clip_sigma=resolved["normalization"]["image_clip_sigma"],
         trace_transform=resolved["normalization"]["trace"], batch_size=resolved["batch_size"],
         data_mode=resolved["data_mode"], num_workers=resolved["num_workers"],
         max_workers=max_workers, symmetry_augmentation=resolved["symmetry_augmentation"],
