@@ -26,8 +26,9 @@ from mesoinv.evaluation.p2_generation.placement_baseline import (
 from mesoinv.evaluation.p2_generation.baselines import nearest_training_traces, standardise_traces
 from mesoinv.evaluation.p2_generation.evaluate import OUTPUT_FILES, evaluate_diffusion_model
 from mesoinv.evaluation.p2_generation.metrics import METRICS_COLUMNS
-from mesoinv.evaluation.p2_generation.positions import (DEFAULT_TOLERANCE, ldos_scale,
-                                                        match_positions, most_frequent_placement,
+from mesoinv.evaluation.p2_generation.positions import (DEFAULT_TOLERANCE, consensus_draw,
+                                                        ldos_scale, match_positions,
+                                                        most_frequent_placement,
                                                         pixel_correlation)
 from mesoinv.models.p2_placement import TraceMLPRegressor
 from mesoinv.inference.p2_format import GENERATED_FORMAT_VERSION, read_generated, write_generated
@@ -462,3 +463,36 @@ def test_ldos_scale_sees_what_the_correlation_ignores():
     np.testing.assert_allclose(ratio, 2.0)
     np.testing.assert_allclose(mse[:, 0], (true[:, 2:-2] ** 2).mean(axis=(1, 2)))
     assert pixel_correlation(2 * true[:, None], true, padding=2) == pytest.approx(1.0)
+
+
+def test_consensus_draw_takes_the_majority_and_never_a_missing_antidot():
+    """Hand-made draws: the placement two of three draws agree on wins (whatever the order of
+    the antidots); a draw with a missing antidot loses to any complete one; with no majority
+    the least spread draw wins, then the first."""
+    a = np.array([[3.0, 4.0], [10.0, 12.0]])
+    b = np.array([[7.0, 2.0], [15.0, 20.0]])
+    near_a = a + [[0.5, -0.5], [1.0, 0.0]]            # within 1.5 sites of a: agrees with a
+    nan = np.full((2, 2), np.nan)
+    half = np.array([[3.0, 4.0], [np.nan, np.nan]])   # one antidot not found
+    found = np.stack([
+        [b, a[::-1], near_a],        # a (swapped) and near_a agree (2 votes each); near_a is
+                                     # nearer b (8.94 vs 9.43 sites) → draw 2
+        [half, nan, b],              # only draw 2 is complete
+        [nan, nan, nan],             # none complete → the first
+        [a, b, a + [[0.0, 1.0], [0.0, 1.0]]],   # a and its 1-site shift agree; the shift is
+                                                # nearer b (8.60 vs 9.43) → draw 2
+        [a, b + 30, b],              # no agreement: summed larger matched distances
+    ])                               # a 9.43 + 51.7, b+30 51.7 + 42.4, b 9.43 + 42.4 → b
+    choice = consensus_draw(found)
+    np.testing.assert_array_equal(choice, [2, 2, 0, 2, 2])
+    # votes come before distances: the midpoint of a and b is nearer everything (summed
+    # distance 13.47 sites, against 13.48 and 14.86 for the two that agree) but agrees with
+    # nothing
+    assert consensus_draw(np.stack([[(a + b) / 2, a, a + 0.5, b]]))[0] in (1, 2)
+    # an exact tie (one vote each, the same distance) goes to the first draw
+    assert consensus_draw(np.stack([[a + [[0.0, 3.0], [0.0, 3.0]], a]]))[0] == 0
+    # spread decides between single votes: the draw in the middle of three far-apart ones
+    middle = np.stack([[a, a + 10, a + 4]])
+    assert consensus_draw(middle)[0] == 2
+    with pytest.raises(ValueError, match=r"\(n, k, 2, 2\)"):
+        consensus_draw(found[0])

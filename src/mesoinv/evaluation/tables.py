@@ -115,6 +115,7 @@ PREDICTOR_LABELS = {
     "nearest_training_map": "nearest training map (1-NN)",
     "training_mean_potential": "training-mean potential",
     "zero_potential": "V = 0",
+    "model_consensus": "model, consensus of its draws",
     "nearest_training_trace": "nearest training trace (1-NN)",
     "direct_placement_model": "direct placement model",
     "direct_placement_mlp": "direct placement MLP",

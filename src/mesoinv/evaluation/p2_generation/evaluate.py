@@ -64,6 +64,11 @@ OUTPUT_FILES = {"metrics": "metrics.csv", "snapshots": "snapshots.png",
                 "attention": "attention.png", "score_field": "score_field.png",
                 "accuracy": "accuracy.png", "depth_distribution": "depth_distribution.png"}
 
+#: Default cap on the trace-blind baseline's draws per trace. It is a few percent everywhere
+#: and its interval is over traces, so more draws (a consensus needs many for the model) would
+#: only double the evaluation's generation time.
+UNCONDITIONAL_DRAWS = 2
+
 #: Keys of the baselines an older model file may store (read only without ``train_path``).
 _STORED_BASELINES = ("most_frequent_placement", "training_mean_ldos")
 
@@ -128,8 +133,9 @@ def evaluate_diffusion_model(generated_path, output_dir, *, model_path, dataset_
     tolerance : float
         Matching tolerance, sites.
     unconditional_draws : int, optional
-        Draws per trace of the trace-blind baseline; default the file's samples_per_trace
-        (the same seeds, so draw j of both starts from the same noise).
+        Draws per trace of the trace-blind baseline; default the file's samples_per_trace,
+        at most :data:`UNCONDITIONAL_DRAWS` (the same seeds, so draw j of both starts from
+        the same noise).
     score_timestep : int
         Noise level of the score field (index; P2: 100 steps of noise → 99).
     device : str
@@ -193,7 +199,8 @@ def evaluate_diffusion_model(generated_path, output_dir, *, model_path, dataset_
     # Everything computed before anything is written.
     network, diffusion = build_network_and_diffusion(model, device)
     options = generated.options
-    blind = dataclasses.replace(options, samples_per_trace=int(unconditional_draws or k))
+    blind = dataclasses.replace(
+        options, samples_per_trace=int(unconditional_draws or min(k, UNCONDITIONAL_DRAWS)))
     unconditional = generate_images(model, generated.traces, generated.sample_ids, blind,
                                     unconditional=True, device=device, network=network)
     nearest = direct = direct_mlp = None

@@ -7,6 +7,10 @@ One row per predictor × criterion, columns :data:`METRICS_COLUMNS`. Predictors
 
 * ``model``: the generated images of the file (antidots found by the detector,
   :class:`mesoinv.inference.antidot_detector.AntidotDetector`);
+* ``model_consensus`` (files with k ≥ 3 draws per trace): one answer per trace from the
+  model's own draws, the draw whose placement the most other draws agree with
+  (:func:`mesoinv.evaluation.p2_generation.positions.consensus_draw`). It uses no truth, so
+  unlike ``oracle_any_draw_correct`` it is a predictor; ``model`` scores the draws one by one;
 * ``nearest_training_trace``: the stored LDOS image of the training sample whose G(B) is
   nearest (1-NN, standardised per field point with training statistics;
   :mod:`mesoinv.evaluation.p2_generation.baselines`), scored by the same detector and
@@ -59,9 +63,11 @@ import pandas as pd
 from ...inference.antidot_detector import AntidotDetector
 from ...inference.p2_format import GeneratedFile
 from ..intervals import bootstrap_interval, interval_columns, wilson_interval
-from .positions import CRITERIA, evaluate_positions, ldos_scale, pixel_correlation
+from .positions import (CRITERIA, consensus_draw, evaluate_positions, ldos_scale,
+                        pixel_correlation)
 
-__all__ = ["METRICS_COLUMNS", "PREDICTORS", "P2_CRITERION", "diffusion_metrics"]
+__all__ = ["METRICS_COLUMNS", "PREDICTORS", "P2_CRITERION", "CONSENSUS_MIN_DRAWS",
+           "diffusion_metrics"]
 
 #: Columns of ``metrics.csv``, in order.
 METRICS_COLUMNS = ["model", "split", "predictor", "criterion", "tolerance_sites", "n_traces",
@@ -76,6 +82,8 @@ METRICS_COLUMNS = ["model", "split", "predictor", "criterion", "tolerance_sites"
 #: Predictors of ``metrics.csv`` and what each is.
 PREDICTORS = {
     "model": "the generated images of the file (the trace-conditioned model)",
+    "model_consensus": "the model's draw that the most of its other draws for the trace agree "
+                       "with (within the tolerance; needs no truth)",
     "nearest_training_trace": "stored LDOS image of the training sample with the nearest G(B) "
                               "(1-NN, per-field standardised with training statistics)",
     "direct_placement_model": "trace encoder + head regressing the two centres, trained on "
@@ -88,6 +96,10 @@ PREDICTORS = {
     "most_frequent_placement": "constant placement correct for the most training samples "
                                "(pixel correlation: training-mean LDOS with its holes)",
 }
+
+#: Draws per trace from which ``model_consensus`` is reported (two draws cannot out-vote each
+#: other).
+CONSENSUS_MIN_DRAWS = 3
 
 #: The criterion that corresponds to P2's "over 95 percent".
 P2_CRITERION = "strict"
@@ -193,6 +205,15 @@ def diffusion_metrics(generated: GeneratedFile, *, geometry, constraints, tolera
     rows += _rows(evaluations["model"], generated.generated, truth, padding,
                   predictor="model", draws=generated.generated.shape[1], common=common,
                   sampling=sampling)
+    draws = generated.generated.shape[1]
+    if draws >= CONSENSUS_MIN_DRAWS:
+        traces = np.arange(len(true))
+        choice = consensus_draw(generated.found, tolerance)
+        evaluations["model_consensus"] = evaluate_positions(
+            generated.found[traces, choice], true, geometry, constraints, tolerance=tolerance)
+        rows += _rows(evaluations["model_consensus"], generated.generated[traces, choice], truth,
+                      padding, predictor="model_consensus", draws=draws, common=common,
+                      sampling=sampling)
     if nearest is not None:
         found = detector.detect(nearest.images).centres
         evaluations["nearest_training_trace"] = evaluate_positions(

@@ -53,8 +53,8 @@ from ...physics.antidots import MIRRORS, PairConstraints, class_members, mirror_
 from ...physics.nanowire import NanowireGeometry
 
 __all__ = ["PositionScores", "PositionEvaluation", "match_positions", "symmetric_placements",
-           "evaluate_positions", "pixel_correlation", "ldos_scale", "most_frequent_placement",
-           "placement_image", "DEFAULT_TOLERANCE", "CRITERIA"]
+           "evaluate_positions", "consensus_draw", "pixel_correlation", "ldos_scale",
+           "most_frequent_placement", "placement_image", "DEFAULT_TOLERANCE", "CRITERIA"]
 
 #: Default matching tolerance, sites.
 DEFAULT_TOLERANCE = 1.5
@@ -245,6 +245,45 @@ def evaluate_positions(found, true, geometry: NanowireGeometry,
         for score in scores:
             score.error = np.where(missing, np.nan, score.error)
     return PositionEvaluation(float(tolerance), *scores)
+
+
+def consensus_draw(found, tolerance: float = DEFAULT_TOLERANCE) -> np.ndarray:
+    """The consensus of k draws per trace: the draw whose placement the most other draws agree
+    with. A point estimate from the model's own samples (an approximate mode of its posterior
+    over placements) that, unlike "any of k draws", never looks at the truth.
+
+    Parameters
+    ----------
+    found : array (n, k, 2, 2)
+        Centres found in each trace's k draws (sites; NaN where an antidot was not found).
+    tolerance : float
+        Sites. Draws i and j agree when both antidots of i lie within ``tolerance`` of those
+        of j (the better of the two assignments, as in :func:`match_positions`).
+
+    Returns
+    -------
+    ndarray of int (n,)
+        Per trace, the index of the draw with the most agreeing draws (itself included); ties
+        go to the draw with the smaller sum, over the other complete draws, of the larger of
+        its two matched distances, then to the first. A draw with a missing antidot is chosen
+        only when no draw of the trace has both.
+    """
+    found = np.asarray(found, dtype=np.float64)
+    if found.ndim != 4 or found.shape[-2:] != (2, 2):
+        raise ValueError(f"found positions must have shape (n, k, 2, 2), got {found.shape}")
+    complete = np.all(np.isfinite(found), axis=(-2, -1))                      # (n, k)
+    distances, _ = _assignment(found[:, :, None], found[:, None, :])         # (n, k, k, 2)
+    both = complete[:, :, None] & complete[:, None, :]
+    agree = both & np.all(distances <= tolerance + GEOMETRY_TOLERANCE, axis=-1)
+    votes = agree.sum(axis=2)                                                 # (n, k)
+    spread = np.where(both, distances.max(axis=-1), 0.0).sum(axis=2)
+    spread = np.where(complete, spread, np.inf)
+    choice = np.empty(len(found), dtype=np.int64)
+    for row in range(len(found)):
+        # lexsort: the last key is primary → most votes, then least spread, then first index
+        order = np.lexsort((np.arange(found.shape[1]), spread[row], -votes[row]))
+        choice[row] = order[0]
+    return choice
 
 
 # -- images -----------------------------------------------------------------------------------
