@@ -23,7 +23,9 @@ from mesoinv.inference.antidot_detector import read_geometry
 from mesoinv.evaluation.p2_generation.placement_baseline import (
     MLP_OPTIONS, PlacementBaselineOptions, fit_placement_baseline, predict_placements,
     swap_invariant_mse)
-from mesoinv.evaluation.p2_generation.baselines import nearest_training_traces, standardise_traces
+from mesoinv.evaluation.p2_generation.baselines import (k_nearest_training_traces,
+                                                        nearest_training_traces,
+                                                        standardise_traces)
 from mesoinv.evaluation.p2_generation.evaluate import OUTPUT_FILES, evaluate_diffusion_model
 from mesoinv.evaluation.p2_generation.metrics import METRICS_COLUMNS
 from mesoinv.evaluation.p2_generation.positions import (DEFAULT_TOLERANCE, consensus_draw,
@@ -352,6 +354,39 @@ def test_evaluation_of_the_true_images_scores_one(splits, model_path, tmp_path):
         np.testing.assert_array_equal(stored[column].to_numpy(), constant[column].to_numpy())
 
 
+def test_consensus_of_draws_outvotes_a_wrong_draw(splits, model_path, tmp_path):
+    """Three 'draws' per trace, the first another trace's true image and two the trace's own:
+    the per-draw accuracy counts the wrong draw, the consensus does not; the lookup gets the
+    same number of candidates (k = 3 nearest training traces)."""
+    val = splits["val"]
+    model = load_diffusion_model(model_path)
+    options = dataclasses.replace(resolve_sampling(model), samples_per_trace=3)
+    truth = load_ldos(val)
+    placements = read_placements(val)
+    wrong = np.roll(truth, 1, axis=0)
+    generated = write_generated(
+        tmp_path / "votes.nc", model, model_path, sample_ids=_read(val, "sample_id"),
+        traces=read_traces(val), fields_T=model.inputs["fields_T"],
+        generated=np.stack([wrong, truth, truth], axis=1), options=options,
+        input_file=str(val), input_kind="dataset", split="val", true_ldos=truth,
+        true_placements=placements)
+    paths = evaluate_diffusion_model(generated, tmp_path / "evaluation", model_path=model_path,
+                                     dataset_path=val, train_path=splits["train"],
+                                     score_points=4)
+    metrics = pd.read_csv(paths["metrics"]).set_index(["predictor", "criterion"])
+    wrong_correct = match_positions(np.roll(placements, 1, axis=0), placements).correct
+    assert not wrong_correct.all()          # the rolled images are wrong somewhere
+    assert metrics.loc[("model", "strict"), "accuracy"] == pytest.approx(
+        (wrong_correct.mean() + 2) / 3)
+    assert metrics.loc[("model_consensus", "strict"), "accuracy"] == 1.0
+    assert metrics.loc[("model_consensus", "strict"), "samples_per_trace"] == 3
+    lookup = metrics.loc["nearest_traces_consensus"]
+    assert (lookup["samples_per_trace"] == 3).all() and len(lookup) == 3
+    assert lookup.loc["strict", "accuracy"] <= lookup.loc["classes", "accuracy"]
+    # the trace-blind baseline keeps its default two draws
+    assert (metrics.loc["unconditional", "samples_per_trace"] == 2).all()
+
+
 def test_evaluation_refuses_a_file_without_truth(splits, model_path, tmp_path):
     fields = load_diffusion_model(model_path).inputs["fields_T"]
     csv = _write_csv(tmp_path / "t.csv", fields,
@@ -394,6 +429,17 @@ def test_nearest_trace_lookup_finds_a_duplicate_and_breaks_ties_first():
     np.testing.assert_allclose(z_train.std(0), 1, atol=1e-12)
     brute = np.argmin(((z[:, None, :] - z_train[None]) ** 2).sum(-1), axis=1)
     np.testing.assert_array_equal(rows, brute)
+    # k nearest: nearest first, the brute-force order, the duplicate tie kept in file order
+    k_rows, k_distances = k_nearest_training_traces(tied, train[[5]], 3)
+    assert k_rows[0, :2].tolist() == [5, 20] and k_distances[0, :2] == pytest.approx([0, 0])
+    brute_k = np.argsort(((z[:, None, :] - z_train[None]) ** 2).sum(-1), axis=1)[:, :4]
+    k_rows, k_distances = k_nearest_training_traces(train, queries, 4)
+    np.testing.assert_array_equal(k_rows[:2], brute_k[:2])
+    # the midpoint of rows 2 and 3 has both as nearest, at the same distance up to rounding
+    assert set(k_rows[2, :2]) == {2, 3} and k_distances[2, 0] == pytest.approx(k_distances[2, 1])
+    assert np.all(np.diff(k_distances, axis=1) >= 0)
+    with pytest.raises(ValueError, match="neighbours"):
+        k_nearest_training_traces(train, queries, 21)
 
 
 def test_direct_placement_loss_is_swap_invariant_and_the_baseline_learns(splits):

@@ -117,6 +117,7 @@ PREDICTOR_LABELS = {
     "zero_potential": "V = 0",
     "model_consensus": "model, consensus of its draws",
     "nearest_training_trace": "nearest training trace (1-NN)",
+    "nearest_traces_consensus": "k nearest training traces, consensus",
     "direct_placement_model": "direct placement model",
     "direct_placement_mlp": "direct placement MLP",
     "unconditional": "same model at γ = 0",

@@ -9,7 +9,9 @@ fixed set of files for the workflow rule (:data:`OUTPUT_FILES`):
 ``metrics.csv``
     One row per predictor × criterion (:mod:`mesoinv.evaluation.p2_generation.metrics`), with
     95 % intervals over traces: the model, the nearest training trace's stored image (1-NN
-    lookup, :mod:`mesoinv.evaluation.p2_generation.baselines`; needs ``train_path``), the
+    lookup, :mod:`mesoinv.evaluation.p2_generation.baselines`; needs ``train_path``; with
+    k ≥ 3 draws per trace also the consensus of the model's draws and of the k nearest
+    training traces), the
     direct placement models (:mod:`mesoinv.evaluation.p2_generation.placement_baseline`, the
     trace transformer and an MLP of the whole trace, both trained on ``train_path``), the same
     model at γ = 0 (trace-blind), and the most frequent training placement.
@@ -54,7 +56,7 @@ from .figures import (hole_depths, pixel_pairs, plot_accuracy, plot_attention,
                       snapshot_run)
 from .placement_baseline import (MLP_OPTIONS, PlacementBaselineOptions,
                                  fit_placement_baseline, predict_placements)
-from .metrics import P2_CRITERION, diffusion_metrics
+from .metrics import CONSENSUS_MIN_DRAWS, P2_CRITERION, diffusion_metrics
 from .positions import DEFAULT_TOLERANCE, most_frequent_placement, placement_image
 
 __all__ = ["evaluate_diffusion_model", "OUTPUT_FILES"]
@@ -203,9 +205,12 @@ def evaluate_diffusion_model(generated_path, output_dir, *, model_path, dataset_
         options, samples_per_trace=int(unconditional_draws or min(k, UNCONDITIONAL_DRAWS)))
     unconditional = generate_images(model, generated.traces, generated.sample_ids, blind,
                                     unconditional=True, device=device, network=network)
-    nearest = direct = direct_mlp = None
+    nearest = nearest_k = direct = direct_mlp = None
     if train_path is not None:
         nearest = NearestTraceLookup.from_training_split(train_path, generated.traces)
+        if k >= CONSENSUS_MIN_DRAWS:
+            nearest_k = NearestTraceLookup.from_training_split(train_path, generated.traces,
+                                                               k=k)
         fitted = fit_placement_baseline(train_path, geometry,
                                         placement_options or PlacementBaselineOptions())
         direct = _direct(fitted, generated.traces, mean_ldos, geometry, padding)
@@ -215,7 +220,7 @@ def evaluate_diffusion_model(generated_path, output_dir, *, model_path, dataset_
         generated, geometry=geometry, constraints=constraints, tolerance=tolerance,
         unconditional_images=unconditional, baseline_placement=placement,
         baseline_image=baseline_image, model_name=model.model_name, nearest=nearest,
-        direct=direct, direct_mlp=direct_mlp)
+        nearest_k=nearest_k, direct=direct, direct_mlp=direct_mlp)
     row = int(snapshot_sample)
     snapshots, n_steps, final = snapshot_run(model, network, diffusion, generated, row, device)
     field = score_field(model, network, diffusion, generated, row, int(score_points),

@@ -15,6 +15,11 @@ One row per predictor × criterion, columns :data:`METRICS_COLUMNS`. Predictors
   nearest (1-NN, standardised per field point with training statistics;
   :mod:`mesoinv.evaluation.p2_generation.baselines`), scored by the same detector and
   matcher. Where evaluated placements also occur in training, this lookup is the bar;
+* ``nearest_traces_consensus`` (with ``model_consensus``): the lookup given as many
+  candidates as the model has draws: the stored images of the k nearest training traces, their
+  antidots found by the same detector, and the consensus of those k placements by the same rule
+  as ``model_consensus``. On held-out placements the neighbours are neighbouring placements,
+  and their consensus can be nearer the truth than the single nearest one;
 * ``direct_placement_model``: a trace encoder with a small head trained on the training split
   to regress the two centres (:mod:`mesoinv.evaluation.p2_generation.placement_baseline`):
   is the placement in the trace and learnable from this much data, without images? Its
@@ -86,6 +91,9 @@ PREDICTORS = {
                        "with (within the tolerance; needs no truth)",
     "nearest_training_trace": "stored LDOS image of the training sample with the nearest G(B) "
                               "(1-NN, per-field standardised with training statistics)",
+    "nearest_traces_consensus": "of the stored LDOS images of the k nearest training traces "
+                                "(k = the model's draws per trace), the one the most others "
+                                "agree with (same rule as model_consensus)",
     "direct_placement_model": "trace encoder + head regressing the two centres, trained on "
                               "the training split (swap-invariant MSE)",
     "direct_placement_mlp": "MLP of the whole standardised trace regressing the two centres, "
@@ -159,7 +167,7 @@ def _rows(evaluation, images, true_ldos, padding, *, predictor, draws, common,
 
 def diffusion_metrics(generated: GeneratedFile, *, geometry, constraints, tolerance,
                       unconditional_images, baseline_placement, baseline_image,
-                      model_name, nearest=None, direct=None,
+                      model_name, nearest=None, nearest_k=None, direct=None,
                       direct_mlp=None) -> tuple[pd.DataFrame, dict]:
     """The rows of ``metrics.csv`` (:data:`METRICS_COLUMNS`) and the per-sample evaluations
     ``{predictor: PositionEvaluation}`` (for the figures).
@@ -181,6 +189,9 @@ def diffusion_metrics(generated: GeneratedFile, *, geometry, constraints, tolera
         The 1-NN lookup's answers for the same traces
         (:class:`mesoinv.evaluation.p2_generation.baselines.NearestTraceLookup`); its rows
         follow the model's.
+    nearest_k : NearestTraceLookup, optional
+        The k nearest training traces of each trace (``images`` (n, k, image_x, y)): the
+        ``nearest_traces_consensus`` rows.
     direct : (placements (n, 2, 2), images (n, image_x, y)), optional
         The direct placement model's centres (sites) and its placements drawn on the
         training-mean LDOS (pixel correlation).
@@ -220,6 +231,16 @@ def diffusion_metrics(generated: GeneratedFile, *, geometry, constraints, tolera
             found, true, geometry, constraints, tolerance=tolerance)
         rows += _rows(evaluations["nearest_training_trace"], nearest.images, truth, padding,
                       predictor="nearest_training_trace", draws=1, common=common, sampling=none)
+    if nearest_k is not None:
+        candidates = detector.detect(nearest_k.images).centres             # (n, k, 2, 2)
+        traces = np.arange(len(true))
+        choice = consensus_draw(candidates, tolerance)
+        evaluations["nearest_traces_consensus"] = evaluate_positions(
+            candidates[traces, choice], true, geometry, constraints, tolerance=tolerance)
+        rows += _rows(evaluations["nearest_traces_consensus"],
+                      nearest_k.images[traces, choice], truth, padding,
+                      predictor="nearest_traces_consensus", draws=nearest_k.images.shape[1],
+                      common=common, sampling=none)
     for predictor, entry in (("direct_placement_model", direct),
                              ("direct_placement_mlp", direct_mlp)):
         if entry is None:
