@@ -302,6 +302,16 @@ def test_evaluation_of_the_true_images_scores_one(splits, model_path, tmp_path):
         assert inside[metrics[column].notna()].all(), column
     lookup = metrics[metrics["predictor"] == "nearest_training_trace"].set_index("criterion")
     assert (lookup["samples_per_trace"] == 1).all() and lookup["sampler"].isna().all()
+    # intervals over placements: the realisations of one configuration resampled together;
+    # the model (always right) minus the lookup on the same traces
+    configurations = _read(val, "configuration_id")
+    assert (metrics["n_configurations"] == len(np.unique(configurations))).all()
+    assert (rows["accuracy_cluster_ci_low"] == 1.0).all()
+    assert (rows["accuracy_minus_lookup"] == 1.0 - lookup["accuracy"]).all()
+    assert (rows["accuracy_minus_lookup_ci_low"] <= rows["accuracy_minus_lookup"] + 1e-12).all()
+    assert lookup["accuracy_minus_lookup"].isna().all()
+    assert ((lookup["accuracy_cluster_ci_low"] <= lookup["accuracy"] + 1e-12)
+            & (lookup["accuracy"] <= lookup["accuracy_cluster_ci_high"] + 1e-12)).all()
     assert lookup.loc["strict", "accuracy"] <= lookup.loc["classes", "accuracy"]
     blind = metrics[metrics["predictor"] == "unconditional"].set_index("criterion")
     assert (blind["guidance_scale"] == 0.0).all() and (blind["samples_per_trace"] == 2).all()

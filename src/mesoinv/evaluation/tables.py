@@ -86,6 +86,15 @@ COLUMNS = {
     "samples_per_trace": Column("draws per trace"),
     "accuracy": Column("accuracy", "%", "fraction of draws with both antidots within tolerance"),
     "accuracy_std_over_draws": Column("accuracy spread over draws", "%"),
+    "n_configurations": Column("placements", "", "distinct placements among the traces"),
+    "accuracy_cluster_ci_low": Column("accuracy: 95 % low, over placements", "%",
+                                      "cluster bootstrap: the realisations of a placement "
+                                      "resampled together"),
+    "accuracy_cluster_ci_high": Column("accuracy: 95 % high, over placements", "%",
+                                       "cluster bootstrap: the realisations of a placement "
+                                       "resampled together"),
+    "accuracy_minus_lookup": Column("minus the 1-NN lookup", "%",
+                                    "paired over the same traces; interval over placements"),
     "oracle_any_draw_correct": Column("any draw correct (oracle)", "%",
                                       "needs the truth to pick the draw: not a result"),
     "fraction_two_antidots_found": Column("images with two holes", "%"),
@@ -399,7 +408,7 @@ def _cell(row: pd.Series, name: str, interval: bool, scale: float) -> str:
 
 
 #: Columns that hold a setting rather than a measured number (shown as written).
-_SETTINGS = {"n", "n_train", "n_traces", "samples_per_trace", "steps", "guidance_scale",
+_SETTINGS = {"n", "n_train", "n_traces", "n_configurations", "samples_per_trace", "steps", "guidance_scale",
              "tolerance_sites", "nx_sites", "ny_sites", "dopant_distance_nm",
              "n_r_p_undefined"}
 

@@ -16,7 +16,7 @@ import numpy as np
 from ..datasets.netcdf import attribute_value
 
 __all__ = ["P2SplitInfo", "read_p2_split_info", "iter_ldos", "load_ldos", "read_traces",
-           "read_placements", "mean_ldos_image", "P2_METADATA_KEYS"]
+           "read_placements", "read_configuration_ids", "mean_ldos_image", "P2_METADATA_KEYS"]
 
 #: Global attributes of a P2 file that describe the physics a model is tied to.
 P2_METADATA_KEYS = ("dataset_name", "dataset_kind", "format_version", "lattice_constant_nm",
@@ -109,6 +109,13 @@ def read_traces(path) -> np.ndarray:
         var = ds["conductance"]
         var.set_auto_maskandscale(False)
         return np.asarray(var[:], dtype=np.float64).reshape(var.shape)
+
+
+def read_configuration_ids(path) -> np.ndarray:
+    """``configuration_id`` per sample (the antidot symmetry class; int64): the realisations of
+    one placement share it."""
+    with netCDF4.Dataset(path) as ds:
+        return np.asarray(ds["configuration_id"][:], dtype=np.int64)
 
 
 def read_placements(path) -> np.ndarray:

@@ -49,7 +49,8 @@ from ...inference.p2_generate import (build_network_and_diffusion, generate_imag
 from ...inference.traces import read_sample_ids
 from ...training.model_file import ModelFile, file_sha256
 from ...training.normalization import LDOSNormalization
-from ...training.p2_readers import mean_ldos_image, read_p2_split_info, read_placements
+from ...training.p2_readers import (mean_ldos_image, read_configuration_ids,
+                                    read_p2_split_info, read_placements)
 from .baselines import NearestTraceLookup
 from .figures import (hole_depths, pixel_pairs, plot_accuracy, plot_attention,
                       plot_depth_distribution, plot_score, plot_snapshots, score_field,
@@ -190,7 +191,9 @@ def evaluate_diffusion_model(generated_path, output_dir, *, model_path, dataset_
     if missing:
         raise ValueError(f"{generated_path}: sample id(s) {missing[:10]} are not in "
                          f"{dataset_path}")
-    stored = read_placements(dataset_path)[[where[int(s)] for s in generated.sample_ids]]
+    positions = [where[int(s)] for s in generated.sample_ids]
+    stored = read_placements(dataset_path)[positions]
+    configurations = read_configuration_ids(dataset_path)[positions]
     if not np.array_equal(stored, generated.true_placements):
         raise ValueError(f"{generated_path}: its true antidot positions differ from "
                          f"{dataset_path}'s for the same sample ids (another dataset?)")
@@ -220,7 +223,8 @@ def evaluate_diffusion_model(generated_path, output_dir, *, model_path, dataset_
         generated, geometry=geometry, constraints=constraints, tolerance=tolerance,
         unconditional_images=unconditional, baseline_placement=placement,
         baseline_image=baseline_image, model_name=model.model_name, nearest=nearest,
-        nearest_k=nearest_k, direct=direct, direct_mlp=direct_mlp)
+        nearest_k=nearest_k, direct=direct, direct_mlp=direct_mlp,
+        configurations=configurations)
     row = int(snapshot_sample)
     snapshots, n_steps, final = snapshot_run(model, network, diffusion, generated, row, device)
     field = score_field(model, network, diffusion, generated, row, int(score_points),

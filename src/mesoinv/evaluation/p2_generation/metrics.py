@@ -43,9 +43,15 @@ representative per class, as ours does, and compares with the image of that conf
 invariant under those maps), so strict ≤ mirrors ≤ classes. Position errors and tolerances
 are in sites; pixel correlations are Pearson r over the wire's pixels.
 
-Intervals (95 %, over traces; :mod:`mesoinv.evaluation.intervals`): ``accuracy_ci_*`` are
-Wilson score intervals of the accuracy with n = the number of traces (a trace's mean over its
-draws counts as that fraction of a success); ``mean_position_error_sites_ci_*`` and
+Intervals (95 %, :mod:`mesoinv.evaluation.intervals`): ``accuracy_ci_*`` are Wilson score
+intervals of the accuracy with n = the number of traces (a trace's mean over its draws counts
+as that fraction of a success). Traces of one placement (its potential realisations; at weak
+disorder nearly the same trace) are not independent, so ``accuracy_cluster_ci_*`` resample
+whole placements (cluster bootstrap over ``configuration_id``, ``n_configurations`` of them):
+the interval to read when traces share placements. ``accuracy_minus_lookup`` is the accuracy
+minus the nearest training trace's on the same traces (per trace, then averaged), with its
+paired cluster-bootstrap interval: the model is shown better than the lookup where that
+interval excludes 0; ``mean_position_error_sites_ci_*`` and
 ``pixel_correlation_mean_ci_*`` are percentile-bootstrap intervals over traces (per-trace
 means over draws resampled). ``fraction_two_antidots_found``: the fraction of images in which
 the detector found two holes (depth criterion of
@@ -67,7 +73,8 @@ import pandas as pd
 
 from ...inference.antidot_detector import AntidotDetector
 from ...inference.p2_format import GeneratedFile
-from ..intervals import bootstrap_interval, interval_columns, wilson_interval
+from ..intervals import (bootstrap_interval, cluster_bootstrap_interval, interval_columns,
+                         wilson_interval)
 from .positions import (CRITERIA, consensus_draw, evaluate_positions, ldos_scale,
                         pixel_correlation)
 
@@ -76,7 +83,10 @@ __all__ = ["METRICS_COLUMNS", "PREDICTORS", "P2_CRITERION", "CONSENSUS_MIN_DRAWS
 
 #: Columns of ``metrics.csv``, in order.
 METRICS_COLUMNS = ["model", "split", "predictor", "criterion", "tolerance_sites", "n_traces",
-                   "samples_per_trace", "accuracy", "accuracy_ci_low", "accuracy_ci_high",
+                   "n_configurations", "samples_per_trace", "accuracy", "accuracy_ci_low",
+                   "accuracy_ci_high", "accuracy_cluster_ci_low", "accuracy_cluster_ci_high",
+                   "accuracy_minus_lookup", "accuracy_minus_lookup_ci_low",
+                   "accuracy_minus_lookup_ci_high",
                    "accuracy_std_over_draws", "oracle_any_draw_correct",
                    "fraction_two_antidots_found", "mean_position_error_sites", "mean_position_error_sites_ci_low",
                    "mean_position_error_sites_ci_high", "pixel_correlation_mean",
@@ -168,7 +178,7 @@ def _rows(evaluation, images, true_ldos, padding, *, predictor, draws, common,
 def diffusion_metrics(generated: GeneratedFile, *, geometry, constraints, tolerance,
                       unconditional_images, baseline_placement, baseline_image,
                       model_name, nearest=None, nearest_k=None, direct=None,
-                      direct_mlp=None) -> tuple[pd.DataFrame, dict]:
+                      direct_mlp=None, configurations=None) -> tuple[pd.DataFrame, dict]:
     """The rows of ``metrics.csv`` (:data:`METRICS_COLUMNS`) and the per-sample evaluations
     ``{predictor: PositionEvaluation}`` (for the figures).
 
@@ -197,6 +207,9 @@ def diffusion_metrics(generated: GeneratedFile, *, geometry, constraints, tolera
         training-mean LDOS (pixel correlation).
     direct_mlp : (placements, images), optional
         The same for the MLP direct regressor (predictor ``direct_placement_mlp``).
+    configurations : array (n,), optional
+        ``configuration_id`` of each trace (its placement's symmetry class): the clusters of
+        the cluster-bootstrap columns (NaN without them).
     """
     options = generated.options
     true = generated.true_placements
@@ -262,4 +275,32 @@ def diffusion_metrics(generated: GeneratedFile, *, geometry, constraints, tolera
     image = np.broadcast_to(np.asarray(baseline_image, np.float64), generated.true_ldos.shape)
     rows += _rows(evaluations["most_frequent_placement"], image, truth, padding,
                   predictor="most_frequent_placement", draws=1, common=common, sampling=none)
+    _clustered(rows, evaluations, configurations)
     return pd.DataFrame(rows, columns=METRICS_COLUMNS), evaluations
+
+
+def _correct_per_trace(evaluation, criterion) -> np.ndarray:
+    return _per_trace(getattr(evaluation, criterion).correct.astype(np.float64))
+
+
+def _clustered(rows, evaluations, configurations) -> None:
+    """Fill the cluster-bootstrap columns of ``rows`` in place (module docstring); NaN where
+    the configurations are unknown or there is no lookup to compare with."""
+    lookup = evaluations.get("nearest_training_trace")
+    for row in rows:
+        row.update({"n_configurations": float("nan"),
+                    **interval_columns("accuracy_cluster", (float("nan"), float("nan"))),
+                    "accuracy_minus_lookup": float("nan"),
+                    **interval_columns("accuracy_minus_lookup", (float("nan"), float("nan")))})
+        if configurations is None:
+            continue
+        row["n_configurations"] = int(len(np.unique(configurations)))
+        correct = _correct_per_trace(evaluations[row["predictor"]], row["criterion"])
+        row.update(interval_columns("accuracy_cluster",
+                                    cluster_bootstrap_interval(correct, configurations)))
+        if lookup is None or row["predictor"] == "nearest_training_trace":
+            continue
+        difference = correct - _correct_per_trace(lookup, row["criterion"])
+        row["accuracy_minus_lookup"] = float(difference.mean())
+        row.update(interval_columns("accuracy_minus_lookup",
+                                    cluster_bootstrap_interval(difference, configurations)))
