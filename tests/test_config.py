@@ -24,10 +24,14 @@ def config():
 
 #: Overlays, given after a full config (`--configfile config/config.yaml config/seeds.yaml`).
 OVERLAYS = ("seeds.yaml", "sweeps-demo.yaml")
+#: Overlays of the medium config that change its datasets (issue 16's experiments), given after
+#: it: `--configfile config/medium.yaml config/medium-p2-….yaml`.
+MEDIUM_OVERLAYS = ("medium-p2-realisations12.yaml", "medium-p2-wire24x28.yaml")
 
 
 @pytest.mark.parametrize("path", sorted(p for p in (ROOT / "config").glob("*.yaml")
-                                        if p.name not in OVERLAYS), ids=lambda p: p.name)
+                                        if p.name not in OVERLAYS + MEDIUM_OVERLAYS),
+                         ids=lambda p: p.name)
 def test_shipped_configs_are_valid(path):
     config = load_config(path)
     assert config["datasets"]
@@ -40,6 +44,21 @@ def test_shipped_overlays_are_valid_on_the_demo_config(name):
     assert "datasets" not in overlay
     demo = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     assert validate_config({**demo, **overlay})["datasets"]
+
+
+@pytest.mark.parametrize("name", MEDIUM_OVERLAYS)
+def test_medium_overlays_are_valid_merged_as_snakemake_merges(name):
+    """Merged into config/medium.yaml key by key (Snakemake's recursive update of several
+    --configfile), each gives a valid config whose p2_placements holds every placement class
+    × its realisations."""
+    from snakemake.utils import update_config
+
+    from mesoinv.datasets import dataset_spec
+
+    merged = yaml.safe_load((ROOT / "config" / "medium.yaml").read_text())
+    update_config(merged, yaml.safe_load((ROOT / "config" / name).read_text()))
+    spec = dataset_spec(validate_config(merged), "p2_placements")
+    assert spec.n_samples == spec.max_samples
 
 
 def test_defaults_are_filled(config):

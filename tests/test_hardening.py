@@ -29,7 +29,7 @@ from mesoinv.datasets.integrity import (CHECKSUM_VARIABLE, OutputError, OutputLo
                                         sample_digest)
 from mesoinv.datasets.kinds import kind_of
 from mesoinv.datasets.netcdf import atomic_path
-from test_config import OVERLAYS
+from test_config import MEDIUM_OVERLAYS, OVERLAYS
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_CONFIG = ROOT / "config" / "test.yaml"
@@ -583,7 +583,8 @@ def test_dataset_table_is_readable(loaded_config, p1, p2, tmp_path):
 
 
 # full configs; the overlays (tests/test_config.OVERLAYS) are given after one
-SHIPPED_CONFIGS = sorted(p for p in (ROOT / "config").glob("*.yaml") if p.name not in OVERLAYS)
+SHIPPED_CONFIGS = sorted(p for p in (ROOT / "config").glob("*.yaml")
+                         if p.name not in OVERLAYS + MEDIUM_OVERLAYS)
 
 
 def test_docs_rerun_examples_name_existing_shards():
