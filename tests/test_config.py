@@ -26,7 +26,7 @@ def config():
 OVERLAYS = ("seeds.yaml", "sweeps-demo.yaml")
 #: Overlays of the medium config that change its datasets (issue 16's experiments), given after
 #: it: `--configfile config/medium.yaml config/medium-p2-….yaml`.
-MEDIUM_OVERLAYS = ("medium-p2-realisations12.yaml", "medium-p2-wire24x28.yaml")
+MEDIUM_OVERLAYS = ("medium-p2-wire20x24.yaml", "medium-p2-wire20x24-realisations12.yaml")
 
 
 @pytest.mark.parametrize("path", sorted(p for p in (ROOT / "config").glob("*.yaml")
