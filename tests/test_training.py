@@ -23,7 +23,8 @@ from mesoinv.training.model_file import load_model_file
 from mesoinv.training.optimizers import NonFiniteLossError
 from mesoinv.training.p1_module import RegressionModule
 from mesoinv.training.normalization import ImageNormalization
-from mesoinv.training.train_p1 import train_model
+from mesoinv.training.model_file import network_from_spec
+from mesoinv.training.train_p1 import CHANNELS_LAST_KINDS, network_spec, train_model
 from mesoinv.training.trainer import training_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -284,6 +285,44 @@ def test_non_finite_loss_stops_naming_model_and_step(splits):
         trainer.fit(module, datamodule=dm)
 
 
+def test_cosine_schedule_follows_its_formula_step_by_step(splits):
+    # Oracle: lr_k = lr0 (1 + cos(pi k / K)) / 2 at optimizer step k, K the planned steps
+    # (2 epochs of the training split in batches of 4), computed here by hand.
+    class RecordLearningRate(pl.Callback):
+        def __init__(self):
+            self.rates = []
+
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            self.rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    dm = ImageDataModule(splits["train"], splits["val"], targets=["rms", "correlation_length"],
+                         batch_size=4)
+    network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(2))
+    lr0 = 3e-3
+    module = RegressionModule(network, model_name="cosine",
+                              optimizer={"name": "adam", "learning_rate": lr0,
+                                         "schedule": "cosine"})
+    recorder = RecordLearningRate()
+    trainer = pl.Trainer(max_epochs=2, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[recorder], num_sanity_val_steps=0)
+    trainer.fit(module, datamodule=dm)
+    n_train = len(netCDF4.Dataset(splits["train"]).dimensions["sample"])
+    planned = 2 * -(-n_train // 4)
+    expected = [lr0 * (1 + np.cos(np.pi * k / planned)) / 2 for k in range(planned)]
+    assert len(recorder.rates) == planned
+    np.testing.assert_allclose(recorder.rates, expected, rtol=1e-12, atol=1e-15)
+    # Without a schedule (the default) the rate stays where the config put it.
+    constant = RegressionModule(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(2)),
+                                model_name="constant",
+                                optimizer={"name": "adam", "learning_rate": lr0})
+    recorder = RecordLearningRate()
+    pl.Trainer(max_steps=3, logger=False, enable_checkpointing=False,
+               enable_progress_bar=False, enable_model_summary=False, callbacks=[recorder],
+               num_sanity_val_steps=0).fit(constant, datamodule=dm)
+    assert recorder.rates == [lr0] * 3
+
+
 def test_data_modes_give_the_same_batches(splits):
     batches = {}
     for mode in ("stream", "ram", "device"):
@@ -360,6 +399,7 @@ def config_with_model(**model):
     ({"optimizer": {"learning_rate": -1}}, "models.m.optimizer.learning_rate", "less than or equal"),
     ({"architecture": {"conv_channels": [4, 4]}}, "models.m.architecture.conv_channels", "short"),
     ({"precision": "8-bit"}, "models.m.precision", "is not one of"),
+    ({"optimizer": {"schedule": "linear"}}, "models.m.optimizer.schedule", "is not one of"),
 ])
 def test_bad_model_config_names_the_key(model, key, message):
     with pytest.raises(ConfigError) as error:
@@ -389,3 +429,35 @@ def test_image_normalisation_round_trip():
     assert np.allclose(out.mean(axis=(0, 2, 3)), 0, atol=1e-6)
     assert np.allclose(out.std(axis=(0, 2, 3)), 1, atol=1e-6)
     assert stacked.shape == (5, 2, 8, 8)
+
+
+@pytest.mark.parametrize("kind", ["p1_parameter_cnn", "p1_fourier_cnn", "p1_encoder_decoder"])
+def test_channels_last_changes_the_speed_not_the_loss(kind):
+    """The same weights and batch in NCHW and in channels_last memory order: the same loss and
+    gradients to float32 rounding (the memory order only changes the convolutions' summation
+    order), so switching it on for CHANNELS_LAST_KINDS changes no result beyond rounding."""
+    config = validate_config(load_config(TEST_CONFIG))
+    name = {"p1_parameter_cnn": "p1_s_nd", "p1_fourier_cnn": "p1_fourier",
+            "p1_encoder_decoder": "p1_potential"}[kind]
+    definition = config["models"][name]
+    assert definition["kind"] == kind
+    image_shape = (24, 32)
+    outputs = 2 if kind == "p1_parameter_cnn" else (1 if kind == "p1_encoder_decoder" else 6)
+    spec = network_spec(kind, definition["architecture"], image_shape, 1, outputs)
+    torch.manual_seed(0)
+    reference = network_from_spec(spec)
+    inputs = torch.randn(4, 1, *image_shape)
+    targets = reference(inputs).detach() + 0.1 * torch.randn_like(reference(inputs))
+    losses, gradients = [], []
+    for channels_last in (False, True):
+        network = network_from_spec(spec)
+        network.load_state_dict(reference.state_dict())
+        module = RegressionModule(network, model_name=name, optimizer=definition["optimizer"],
+                                  channels_last=channels_last)
+        loss = module._loss((inputs, targets))
+        loss.backward()
+        losses.append(loss.item())
+        gradients.append(torch.cat([p.grad.flatten() for p in network.parameters()]))
+    assert losses[1] == pytest.approx(losses[0], rel=1e-5)
+    torch.testing.assert_close(gradients[1], gradients[0], rtol=1e-4, atol=1e-6)
+    assert "p1_parameter_cnn" not in CHANNELS_LAST_KINDS

@@ -23,14 +23,16 @@ class RegressionModule(pl.LightningModule):
     model_name : str
         Named in errors (non-finite loss).
     optimizer : dict
-        ``{"name", "learning_rate", "weight_decay"}`` (config ``optimizer`` block).
+        ``{"name", "learning_rate", "weight_decay"}`` and optionally ``"schedule"``
+        (``constant`` or ``cosine``; config ``optimizer`` block).
     """
 
     def __init__(self, network: nn.Module, *, model_name: str, optimizer: dict,
                  channels_last: bool = False):
         super().__init__()
         # channels_last: the network's weights and each batch in NHWC memory order, a CPU
-        # speed-up measured for the Fourier CNN (docs/benchmarks.md, training.speed).
+        # speed-up measured for the Fourier CNN and the encoder-decoder (train_p1's
+        # CHANNELS_LAST_KINDS; docs/benchmarks.md, training.speed).
         self.channels_last = bool(channels_last)
         self.network = (network.to(memory_format=torch.channels_last) if self.channels_last
                         else network)
@@ -68,6 +70,19 @@ class RegressionModule(pl.LightningModule):
         return loss
 
     def configure_optimizers(self):
-        return make_optimizer(self.network.parameters(), self.optimizer_config["name"],
-                              self.optimizer_config["learning_rate"],
-                              self.optimizer_config.get("weight_decay", 0.0))
+        optimizer = make_optimizer(self.network.parameters(), self.optimizer_config["name"],
+                                   self.optimizer_config["learning_rate"],
+                                   self.optimizer_config.get("weight_decay", 0.0))
+        schedule = self.optimizer_config.get("schedule", "constant")
+        if schedule == "constant":
+            return optimizer
+        if schedule != "cosine":
+            raise ValueError(f"model '{self.model_name}': unknown optimizer.schedule "
+                             f"{schedule!r} (known: constant, cosine)")
+        # K = the steps the trainer plans (max_epochs x batches, or max_steps if fewer), so
+        # the rate reaches 0 at the planned end; the scheduler's state travels in every
+        # Lightning checkpoint, so a resumed run continues the same curve.
+        planned_steps = max(int(self.trainer.estimated_stepping_batches), 1)
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=planned_steps)
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}

@@ -24,6 +24,13 @@ __all__ = ["train_model", "network_spec", "target_set"]
 log = logging.getLogger("mesoinv.training")
 
 
+#: Kinds trained with channels_last memory order on the CPU: those measured ≥ 1.3× faster with
+#: losses equal to rounding (docs/benchmarks.md, training.speed): the Fourier CNN (1.45-1.51×)
+#: and, on an idle machine, the encoder-decoder (1.36×; 1.24-1.29× on a loaded one); not the
+#: parameter CNN (1.22× idle, 1.26-1.30× loaded) nor P2's U-Net (≈ 1.0×).
+CHANNELS_LAST_KINDS = ("p1_fourier_cnn", "p1_encoder_decoder")
+
+
 def network_spec(kind: str, architecture: dict, image_shape, in_channels: int,
                  n_outputs: int) -> dict:
     """``{"class", "kwargs"}`` of the network of a model kind (stored in the model file)."""
@@ -110,10 +117,9 @@ def train_model(definition: dict, *, train_path, val_path, output, state_root,
     spec = network_spec(kind, definition["architecture"], datamodule.info.image_shape,
                         len(datamodule.field_indices), targets.n_outputs)
     network = network_from_spec(spec)
-    # channels_last only where it was measured ≥ 1.3× faster on the CPU with equal losses:
-    # the Fourier CNN (1.45-1.51×); the other P1 networks gained 1.24-1.30× (docs/benchmarks.md).
     module = RegressionModule(network, model_name=name, optimizer=definition["optimizer"],
-                              channels_last=(kind == "p1_fourier_cnn" and accelerator == "cpu"))
+                              channels_last=(kind in CHANNELS_LAST_KINDS
+                                             and accelerator == "cpu"))
 
     state_dir = state_directory(state_root, definition, train_path, val_path)
     state_dir.mkdir(parents=True, exist_ok=True)
