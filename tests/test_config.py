@@ -26,7 +26,8 @@ def config():
 OVERLAYS = ("seeds.yaml", "sweeps-demo.yaml")
 #: Overlays of the medium config that change its datasets (issue 16's experiments), given after
 #: it: `--configfile config/medium.yaml config/medium-p2-….yaml`.
-MEDIUM_OVERLAYS = ("medium-p2-wire20x24.yaml", "medium-p2-wire20x24-realisations12.yaml")
+MEDIUM_OVERLAYS = ("medium-p2-wire20x24.yaml", "medium-p2-wire20x24-realisations12.yaml",
+                   "medium-p1-sweeps.yaml")
 
 
 @pytest.mark.parametrize("path", sorted(p for p in (ROOT / "config").glob("*.yaml")
@@ -46,7 +47,7 @@ def test_shipped_overlays_are_valid_on_the_demo_config(name):
     assert validate_config({**demo, **overlay})["datasets"]
 
 
-@pytest.mark.parametrize("name", MEDIUM_OVERLAYS)
+@pytest.mark.parametrize("name", [n for n in MEDIUM_OVERLAYS if "-p2-" in n])
 def test_medium_overlays_are_valid_merged_as_snakemake_merges(name):
     """Merged into config/medium.yaml key by key (Snakemake's recursive update of several
     --configfile), each gives a valid config whose p2_placements holds every placement class
@@ -59,6 +60,25 @@ def test_medium_overlays_are_valid_merged_as_snakemake_merges(name):
     update_config(merged, yaml.safe_load((ROOT / "config" / name).read_text()))
     spec = dataset_spec(validate_config(merged), "p2_placements")
     assert spec.n_samples == spec.max_samples
+
+
+def test_medium_sweep_overlay_expands_into_its_points():
+    """config/medium-p1-sweeps.yaml after config/medium.yaml: a 2 × 2 grid (input transform ×
+    schedule) on a 4,000-map subset, every point an ordinary p1_rms_xi entry."""
+    from snakemake.utils import update_config
+
+    merged = yaml.safe_load((ROOT / "config" / "medium.yaml").read_text())
+    update_config(merged, yaml.safe_load((ROOT / "config" / "medium-p1-sweeps.yaml").read_text()))
+    models = validate_config(merged)["models"]
+    grid = {name: m for name, m in models.items() if name.startswith("medium_rms_xi_recipe_")}
+    assert sorted((m["inputs"]["transform"], m["optimizer"]["schedule"])
+                  for m in grid.values()) == [
+        ("log_standardize", "constant"), ("log_standardize", "cosine"),
+        ("standardize", "constant"), ("standardize", "cosine")]
+    assert all(m["train_subset"]["n_samples"] == 4000 and m["early_stopping"] is None
+               and m["max_epochs"] == 20 for m in grid.values())
+    assert all(m["dataset"] == "p1_varying" and m["targets"] == ["rms", "correlation_length"]
+               for m in grid.values())
 
 
 def test_defaults_are_filled(config):
