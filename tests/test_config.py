@@ -64,7 +64,8 @@ def test_medium_overlays_are_valid_merged_as_snakemake_merges(name):
 
 def test_medium_sweep_overlay_expands_into_its_points():
     """config/medium-p1-sweeps.yaml after config/medium.yaml: a 2 × 2 grid (input transform ×
-    schedule) on a 4,000-map subset, every point an ordinary p1_rms_xi entry."""
+    schedule) on a 4,000-map subset and a 5-size learning curve, every point an ordinary
+    p1_rms_xi entry."""
     from snakemake.utils import update_config
 
     merged = yaml.safe_load((ROOT / "config" / "medium.yaml").read_text())
@@ -77,8 +78,15 @@ def test_medium_sweep_overlay_expands_into_its_points():
         ("standardize", "constant"), ("standardize", "cosine")]
     assert all(m["train_subset"]["n_samples"] == 4000 and m["early_stopping"] is None
                and m["max_epochs"] == 20 for m in grid.values())
+    curve = {name: m for name, m in models.items() if name.startswith("medium_rms_xi_samples_n")}
+    assert sorted(m["train_subset"]["n_samples"] for m in curve.values()) == [
+        1000, 2000, 4000, 8000, 16000]
+    # The learning curve takes the grid's chosen recipe (validation), 12 epochs at every size.
+    assert all((m["inputs"]["transform"], m["optimizer"]["schedule"], m["max_epochs"],
+                m["early_stopping"]) == ("log_standardize", "cosine", 12, None)
+               for m in curve.values())
     assert all(m["dataset"] == "p1_varying" and m["targets"] == ["rms", "correlation_length"]
-               for m in grid.values())
+               for m in [*grid.values(), *curve.values()])
 
 
 def test_defaults_are_filled(config):
