@@ -147,3 +147,32 @@ def test_the_checker_sees_a_backward_import(tmp_path):
     finally:
         SOURCE = saved
     assert imports == [(2, ["mesoinv", "evaluation", "p2_generation"])]
+
+
+def test_training_and_prediction_import_without_kwant_or_the_config_schema():
+    """A GPU node may train and predict in an environment without Kwant, MUMPS, mpi4py or
+    jsonschema (the packages ``mesoinv.physics`` and ``mesoinv.datasets`` import their
+    simulators on first use): importing the training and prediction entry points with those
+    packages blocked must work, and touching a simulator must then fail on the import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "for name in ('kwant', 'tinyarray', 'mpi4py', 'jsonschema'):\n"
+        "    sys.modules[name] = None\n"
+        "import mesoinv.training.train_p1, mesoinv.training.train_p2\n"
+        "import mesoinv.inference.p1_predict\n"
+        "from mesoinv.datasets import write_p1_netcdf\n"
+        "from mesoinv.physics import RemoteDopantDisorder\n"
+        "try:\n"
+        "    from mesoinv.physics import PLDOSSolver\n"
+        "except ImportError as error:\n"
+        "    print('blocked:', error)\n"
+        "else:\n"
+        "    raise SystemExit('PLDOSSolver imported without kwant')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "blocked: import of kwant halted" in done.stdout

@@ -8,6 +8,7 @@ before anything is written.
 """
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -15,7 +16,6 @@ import re
 from importlib import resources
 from pathlib import Path
 
-import jsonschema
 import yaml
 
 __all__ = ["ConfigError", "load_config", "validate_config", "load_schema", "sample_config_hash",
@@ -87,6 +87,8 @@ def load_schema() -> dict:
 
 def _with_defaults(validator_class):
     """Extend a jsonschema validator so that ``default`` values are filled in."""
+    import jsonschema
+
     validate_properties = validator_class.VALIDATORS["properties"]
 
     def set_defaults(validator, properties, instance, schema):
@@ -106,9 +108,17 @@ def _is_integer(checker, instance):
     return isinstance(instance, int) and not isinstance(instance, bool)
 
 
-_Validator = _with_defaults(jsonschema.validators.extend(
-    jsonschema.Draft202012Validator,
-    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer", _is_integer)))
+@functools.cache
+def _validator_class():
+    """The schema validator: Draft 2020-12, Python-int integers, defaults filled in. Built on
+    first use, so that modules which only read validated definitions (training, prediction)
+    import without jsonschema."""
+    import jsonschema
+
+    return _with_defaults(jsonschema.validators.extend(
+        jsonschema.Draft202012Validator,
+        type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("integer",
+                                                                           _is_integer)))
 
 
 def _key(path) -> str:
@@ -206,7 +216,7 @@ def validate_config(config: dict) -> dict:
 def _check_schema(config):
     """One pass of the JSON schema (defaults filled in place); the first error, by depth,
     becomes a ConfigError naming its key."""
-    validator = _Validator(load_schema())
+    validator = _validator_class()(load_schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.path), list(e.path)))
     if errors:
         error = errors[0]

@@ -1,16 +1,32 @@
 """Datasets (P1 PLDOS, P2 magnetoconductance): samples as pure functions of (seed, id, config),
 simulated in resumable MPI shards, validated and split, written to netCDF."""
 
-from .netcdf import FORMAT_VERSION, write_p1_netcdf
-from .base import ShardedDataset, sample_rng
-from .kinds import KINDS, DatasetKind, kind_of, spec_from_entry
-from .p1 import P1DatasetSpec, P1Sample, P1Simulator, draw_disorder
-from .p2 import P2DatasetSpec, P2Sample, P2Simulator
-from .shards import MPIWiringError, SampleStore, mpi_world, partial_dir_for, simulate_shard
-from .simulate import dataset_spec
+import importlib
 
-__all__ = ["FORMAT_VERSION", "write_p1_netcdf", "P1DatasetSpec", "P1Sample", "P1Simulator",
-           "draw_disorder", "sample_rng", "dataset_spec", "simulate_shard", "SampleStore",
-           "MPIWiringError", "mpi_world", "partial_dir_for", "ShardedDataset", "KINDS",
-           "DatasetKind", "kind_of", "spec_from_entry", "P2DatasetSpec", "P2Sample",
-           "P2Simulator"]
+#: Public name → submodule, imported on first use (PEP 562): reading and writing split files
+#: (:mod:`.netcdf`, what training reads) needs neither Kwant nor the config schema, so
+#: ``mesoinv train`` runs in an environment without them (a GPU node's, say).
+_EXPORTS = {
+    "FORMAT_VERSION": "netcdf", "write_p1_netcdf": "netcdf",
+    "ShardedDataset": "base", "sample_rng": "base",
+    "KINDS": "kinds", "DatasetKind": "kinds", "kind_of": "kinds", "spec_from_entry": "kinds",
+    "P1DatasetSpec": "p1", "P1Sample": "p1", "P1Simulator": "p1", "draw_disorder": "p1",
+    "P2DatasetSpec": "p2", "P2Sample": "p2", "P2Simulator": "p2",
+    "MPIWiringError": "shards", "SampleStore": "shards", "mpi_world": "shards",
+    "partial_dir_for": "shards", "simulate_shard": "shards",
+    "dataset_spec": "simulate",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

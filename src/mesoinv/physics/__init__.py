@@ -3,14 +3,30 @@
 Energies in meV, lengths in nm, densities in cm⁻², fields in tesla.
 """
 
-from .disorder import FourierModes, RemoteDopantDisorder, draw_fourier_coefficients, fourier_modes
-from .materials import GAAS, Material, flux_per_plaquette, hopping_meV
-from .pldos import PLDOSSolver, pldos_kwant
-from .qpc import QPCGeometry, make_qpc_system
+import importlib
 
-__all__ = [
-    "FourierModes", "RemoteDopantDisorder", "draw_fourier_coefficients", "fourier_modes",
-    "GAAS", "Material", "flux_per_plaquette", "hopping_meV",
-    "PLDOSSolver", "pldos_kwant",
-    "QPCGeometry", "make_qpc_system",
-]
+#: Public name → submodule. Imported on first use (PEP 562), so that the parts that need no
+#: Kwant (disorder, materials: what training and evaluation use) import without it: a GPU
+#: node's environment may train and predict without Kwant and MUMPS installed.
+_EXPORTS = {
+    "FourierModes": "disorder", "RemoteDopantDisorder": "disorder",
+    "draw_fourier_coefficients": "disorder", "fourier_modes": "disorder",
+    "GAAS": "materials", "Material": "materials", "flux_per_plaquette": "materials",
+    "hopping_meV": "materials",
+    "PLDOSSolver": "pldos", "pldos_kwant": "pldos",
+    "QPCGeometry": "qpc", "make_qpc_system": "qpc",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
