@@ -27,7 +27,7 @@ OVERLAYS = ("seeds.yaml", "sweeps-demo.yaml")
 #: Overlays of the medium config that change its datasets (issue 16's experiments), given after
 #: it: `--configfile config/medium.yaml config/medium-p2-….yaml`.
 MEDIUM_OVERLAYS = ("medium-p2-wire20x24.yaml", "medium-p2-wire20x24-realisations12.yaml",
-                   "medium-p1-sweeps.yaml")
+                   "medium-p1-sweeps.yaml", "medium-p1-regions.yaml")
 
 
 @pytest.mark.parametrize("path", sorted(p for p in (ROOT / "config").glob("*.yaml")
@@ -87,6 +87,37 @@ def test_medium_sweep_overlay_expands_into_its_points():
                for m in curve.values())
     assert all(m["dataset"] == "p1_varying" and m["targets"] == ["rms", "correlation_length"]
                for m in [*grid.values(), *curve.values()])
+
+
+def test_medium_region_overlay_expands_into_one_point_per_region():
+    """config/medium-p1-regions.yaml after config/medium.yaml: the same recipe on 4,000 maps
+    of each of three regions (320 × 240, 640 × 480 and 1280 × 960 nm), which differ from
+    medium's p1_varying in their geometry (and seed) alone."""
+    from snakemake.utils import update_config
+
+    merged = yaml.safe_load((ROOT / "config" / "medium.yaml").read_text())
+    update_config(merged, yaml.safe_load(
+        (ROOT / "config" / "medium-p1-regions.yaml").read_text()))
+    config = validate_config(merged)
+    points = {name: m for name, m in config["models"].items()
+              if name.startswith("medium_rms_xi_regions_")}
+    assert sorted(points) == [f"medium_rms_xi_regions_{d}_n4000"
+                              for d in ("p1_region1280", "p1_region320", "p1_varying")]
+    assert all(m["train_subset"] == {"n_samples": 4000, "seed": 0}
+               and m["inputs"]["transform"] == "log_standardize" for m in points.values())
+    areas = sorted(config["datasets"][m["dataset"]]["geometry"]["length_nm"]
+                   * config["datasets"][m["dataset"]]["geometry"]["width_nm"]
+                   for m in points.values())
+    assert areas == [320 * 240, 640 * 480, 1280 * 960]
+    medium = config["datasets"]["p1_varying"]
+    for name in ("p1_region320", "p1_region1280"):
+        region = config["datasets"][name]
+        assert region["n_samples"] * region["splits"]["train"] > 4000
+        for key in ("material", "transport", "disorder", "solver", "kind", "storage_dtype"):
+            assert region[key] == medium[key], (name, key)
+        assert {k: v for k, v in region["geometry"].items()
+                if k not in ("length_nm", "width_nm")} == {
+            k: v for k, v in medium["geometry"].items() if k not in ("length_nm", "width_nm")}
 
 
 def test_defaults_are_filled(config):

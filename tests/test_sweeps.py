@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from mesoinv.config import ConfigError, sweep_points, sweep_selection, validate_config
+from mesoinv.evaluation.p1_parameters.metrics import PAPER_ERRORS
 from mesoinv.evaluation.sweep_figures import plot_learning_curve, plot_sweep
 from mesoinv.evaluation.sweeps import (chosen_point, chosen_test_metrics, fit_power_law,
                                        learning_curve_fits, learning_curve_table, sweep_table,
@@ -113,6 +114,23 @@ def test_learning_curve_points_are_nested_subsets_sorted_by_size():
     assert "train_subset" not in config["models"]["p1_rms_xi"]
 
 
+REGIONS = {"base": "p1_rms_xi",
+           "learning_curve": {"n_samples": [4], "datasets": ["p1_varying", "p1_fixed"]}}
+
+
+def test_region_curve_makes_one_point_per_dataset_and_size():
+    config = validate_config(with_sweeps(regions=REGIONS))
+    assert sweep_points(config) == {"regions": ["regions_p1_varying_n4", "regions_p1_fixed_n4"]}
+    for dataset in ("p1_varying", "p1_fixed"):
+        point = config["models"][f"regions_{dataset}_n4"]
+        assert point["dataset"] == dataset and point["train_subset"] == {"n_samples": 4,
+                                                                         "seed": 0}
+        assert point["sweep"]["overrides"]["dataset"] == dataset
+    sizes = copy.deepcopy(REGIONS)
+    sizes["learning_curve"]["n_samples"] = [2, 4]
+    assert len(sweep_points(validate_config(with_sweeps(regions=sizes)))["regions"]) == 4
+
+
 def test_configs_without_sweeps_are_unchanged():
     config = validate_config(base_config())
     assert "sweeps" not in config
@@ -165,6 +183,16 @@ def _modified(change):
      "sweeps.curve.learning_curve.n_samples", "point 'curve_n400'"),
     (lambda c: c["models"].update(lr_01=c["models"]["p1_s_nd"]), "sweeps.lr",
      "name of another model"),
+    (lambda c: c["sweeps"]["curve"]["learning_curve"].update(n_samples=[4]),
+     "sweeps.curve.learning_curve.n_samples", "at least two points"),
+    (lambda c: c["sweeps"]["curve"]["learning_curve"].update(
+        n_samples=[4], datasets=["p1_varying", "p1_varyin"]),
+     "sweeps.curve.learning_curve.datasets.1", "no dataset 'p1_varyin'"),
+    (lambda c: c["sweeps"]["curve"]["learning_curve"].update(
+        n_samples=[4], datasets=["p1_varying", "p2_wire"]),
+     "sweeps.curve.learning_curve.datasets.1", "trains on a p1_pldos dataset"),
+    (lambda c: c["sweeps"]["curve"]["learning_curve"].update(n_samples=[4], datasets=[]),
+     "sweeps.curve.learning_curve.datasets", "non-empty"),
     (lambda c: c["sweeps"].update({"bad-name": GRID}), "sweeps", "'bad-name' does not match"),
     (lambda c: c["models"]["p1_s_nd"].update(sweep={"name": "x", "point": 0, "overrides": {}}),
      "models.p1_s_nd.sweep", "not by hand"),
@@ -338,6 +366,42 @@ def test_learning_curve_table_fit_and_figure(tmp_path):
         b"\x89PNG"
 
 
+def test_region_curve_fits_the_error_against_the_area(tmp_path):
+    """Three regions at one N, error = a A^-b exactly on val: the area fit recovers a and b
+    and evaluates at P1's 1.2288 µm²; each dataset's curve against N has one size, no fit."""
+    a, b = 0.05, 0.25
+    areas = {"small": 0.0768, "medium": 0.3072, "large": 1.2288}
+    points = []
+    for dataset, area in areas.items():
+        frames = []
+        for split in ("val", "test"):
+            error = a * area ** -b * (1.0 if split == "val" else 1.1)
+            row = {"split": split, "target": "rms", "predictor": "model",
+                   "relative_error_std": error, "relative_error_std_ci_low": 0.95 * error,
+                   "relative_error_std_ci_high": 1.05 * error}
+            ceiling = {**row, "predictor": "potential_posterior", "relative_error_std": 0.3 * error}
+            frames.append(pd.DataFrame([row] + ([ceiling] if split == "test" else [])))
+        points.append({"name": f"r_{dataset}_n400", "val": frames[0], "test": frames[1],
+                       "record": {"n_train": 400, "dataset": dataset, "region_area_um2": area}})
+    table = learning_curve_table(points, sweep="r", metric="relative_error_std",
+                                 target="rms", higher_is_better=False)
+    assert sorted(set(table["dataset"])) == ["large", "medium", "small"]
+    fits = learning_curve_fits(table, kind="p1_parameter_cnn", extrapolate_to=57600)
+    per_dataset = fits[fits["axis"] == "n_train"]
+    assert len(per_dataset) == 3 and (per_dataset["n_points"] == 1).all()
+    assert per_dataset["fit_problem"].str.contains("at least 2").all()
+    region = fits[fits["axis"] == "region_area_um2"].iloc[0]
+    assert (region["a"], region["b"]) == pytest.approx((a, b), rel=1e-9)
+    assert region["extrapolate_to_area_um2"] == pytest.approx(1.28 * 0.96)
+    assert region["extrapolated_error"] == pytest.approx(a * 1.2288 ** -b, rel=1e-9)
+    # the largest region's test point and its ceiling; P1's number beside it
+    assert region["test_error_at_n_max"] == pytest.approx(1.1 * a * 1.2288 ** -b)
+    assert region["ceiling_error"] == pytest.approx(0.33 * a * 1.2288 ** -b)
+    assert region["paper_error"] == pytest.approx(PAPER_ERRORS["rms"].relative_percent / 100)
+    assert plot_learning_curve(table, fits, tmp_path / "regions.png").read_bytes()[:4] == \
+        b"\x89PNG"
+
+
 # -- the workflow -------------------------------------------------------------------------
 def snakemake(workdir, config, *args, check=True):
     command = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"),
@@ -355,20 +419,26 @@ def planned(workdir, config, *args):
 
 
 def real_run_config(**sweeps):
-    """p1_varying of the test config, 30 samples (10 train, 14 val, 6 test), one tiny
-    parameter CNN as the base, and the given sweeps (default: a random sample of 2 points
-    over 2 hyperparameters and a learning curve over 4 training-set sizes)."""
+    """p1_varying of the test config, 30 samples (10 train, 14 val, 6 test), the same on a
+    smaller region (p1_smaller), one tiny parameter CNN as the base, and the given sweeps
+    (default: a random sample of 2 points over 2 hyperparameters, a learning curve over 4
+    training-set sizes, and one over the two regions at 5 samples)."""
     config = base_config()
     dataset = dict(config["datasets"]["p1_varying"], n_samples=30, shard_size=15,
                    splits={"train": 0.5, "val": 0.25, "test": 0.25})
-    config["datasets"] = {"p1_varying": dataset}
+    # the same physics on a smaller region (28 × 22 sites against 40 × 30)
+    smaller = dict(dataset, seed=dataset["seed"] + 1,
+                   geometry=dict(dataset["geometry"], length_nm=140.0, width_nm=110.0))
+    config["datasets"] = {"p1_varying": dataset, "p1_smaller": smaller}
     config["models"] = {"cnn": dict(config["models"]["p1_s_nd"], max_epochs=2)}
     config["figures"] = {"sample_ids": [0]}
     config["sweeps"] = sweeps or {
         "tune": {"base": "cnn", "random": {"n_points": 2, "seed": 2, "space": {
             "optimizer.learning_rate": {"log_uniform": [3e-4, 3e-3]},
             "architecture.conv_channels": {"choices": [[4, 4, 8], [8, 8, 8]]}}}},
-        "curve": {"base": "cnn", "learning_curve": {"n_samples": [3, 5, 7, 10]}}}
+        "curve": {"base": "cnn", "learning_curve": {"n_samples": [3, 5, 7, 10]}},
+        "regions": {"base": "cnn", "learning_curve": {
+            "n_samples": [5], "datasets": ["p1_smaller", "p1_varying"]}}}
     return config
 
 
@@ -425,7 +495,16 @@ def test_small_real_sweep_and_learning_curve(sweep_run):
     assert set(fits["target"]) == {"dopant_distance", "dopant_density", "mean"}
     assert (fits["fitted_on"] == "val").all() and (fits["extrapolate_to"] == 57600).all()
     assert fits["ceiling_error"].notna().sum() == 2  # the test split's Bayes ceiling
-    for figure in ("tune/validation.png", "curve/learning_curve.png"):
+    regions = pd.read_csv(sweeps / "regions/learning_curve.csv")
+    assert sorted(set(regions["point"])) == ["regions_p1_smaller_n5", "regions_p1_varying_n5"]
+    assert sorted(set(regions["region_area_um2"].round(6))) == [0.0154, 0.03]
+    region_fits = pd.read_csv(sweeps / "regions/learning_curve_fit.csv")
+    by_area = region_fits[region_fits["axis"] == "region_area_um2"]
+    assert set(by_area["target"]) == {"dopant_distance", "dopant_density", "mean"}
+    assert (by_area["extrapolate_to_area_um2"] == 1.28 * 0.96).all()
+    assert by_area["b"].notna().all()  # two areas: a log-log line through them
+    for figure in ("tune/validation.png", "curve/learning_curve.png",
+                   "regions/learning_curve.png"):
         assert (sweeps / figure).read_bytes()[:4] == b"\x89PNG"
     for rule in ("sweeps/tune/validation", "sweeps/curve/learning_curve",
                  "validation_metrics/tune_00", "predict_val/curve_n3"):

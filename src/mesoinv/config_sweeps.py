@@ -120,9 +120,21 @@ def _sweep_plan(key: str, sweep: dict) -> list:
     else:
         curve = sweep["learning_curve"]
         sizes = sorted(curve["n_samples"])
-        return [(f"n{n}", {"train_subset.n_samples": (n, f"{key}.learning_curve.n_samples"),
-                           "train_subset.seed": (curve["seed"], f"{key}.learning_curve.seed")})
-                for n in sizes]
+        datasets = curve.get("datasets")
+        if len(sizes) * len(datasets or [None]) < 2:
+            raise ConfigError(f"{key}.learning_curve.n_samples",
+                              "a learning curve needs at least two points: two sizes, or "
+                              "one size on two datasets (learning_curve.datasets)")
+
+        def subset(n):
+            return {"train_subset.n_samples": (n, f"{key}.learning_curve.n_samples"),
+                    "train_subset.seed": (curve["seed"], f"{key}.learning_curve.seed")}
+
+        if datasets is None:
+            return [(f"n{n}", subset(n)) for n in sizes]
+        return [(f"{dataset}_n{n}",
+                 {"dataset": (dataset, f"{key}.learning_curve.datasets.{index}"), **subset(n)})
+                for index, dataset in enumerate(datasets) for n in sizes]
     width = max(2, len(str(len(points) - 1)))
     return [(f"{index:0{width}d}", point) for index, point in enumerate(points)]
 
@@ -172,8 +184,9 @@ def expand_sweeps(config: dict) -> dict:
     point's own values set at their dotted keys, plus a ``sweep`` record (name, point index,
     the point's overrides); it is named ``<sweep>_<index>`` (grid, random; zero-padded) or
     ``<sweep>_n<N>`` (learning curve), validated like a hand-written entry, and inserted into
-    ``config["models"]``. Entries a previous expansion wrote are replaced, so validating a
-    validated config changes nothing.
+    ``config["models"]``. A learning curve with ``datasets`` makes one point per dataset and
+    size, ``<sweep>_<dataset>_n<N>``. Entries a previous expansion wrote are replaced, so
+    validating a validated config changes nothing.
 
     Raises
     ------
@@ -199,11 +212,18 @@ def expand_sweeps(config: dict) -> dict:
         if base["kind"] not in SWEEP_MODEL_KINDS:
             raise ConfigError(f"{key}.base", f"'{sweep['base']}' is a {base['kind']} model; "
                                              f"sweeps take {', '.join(SWEEP_MODEL_KINDS)}")
-        splits = config["datasets"][base["dataset"]]["splits"]
-        for split in ("val", "test"):
-            if splits[split] == 0:
-                raise ConfigError(f"{key}.base", f"dataset '{base['dataset']}' has no {split} "
-                                                 f"split: points are chosen on val, scored on test")
+        curve_datasets = sweep.get("learning_curve", {}).get("datasets")
+        for index, dataset in enumerate(curve_datasets or [base["dataset"]]):
+            where = (f"{key}.learning_curve.datasets.{index}" if curve_datasets
+                     else f"{key}.base")
+            if dataset not in config["datasets"]:
+                raise ConfigError(where, f"no dataset '{dataset}' (known: "
+                                         f"{', '.join(sorted(config['datasets']))})")
+            splits = config["datasets"][dataset].get("splits")
+            for split in ("val", "test"):
+                if splits is not None and splits[split] == 0:
+                    raise ConfigError(where, f"dataset '{dataset}' has no {split} split: "
+                                             "points are chosen on val, scored on test")
         _check_selection(key, sweep, base)
         fixed = {k: (v, f"{key}.overrides.{k}") for k, v in sweep.get("overrides", {}).items()}
         for index, (suffix, point) in enumerate(_sweep_plan(key, sweep)):

@@ -60,15 +60,124 @@ def plot_sweep(table: pd.DataFrame, output, *, override_keys, title: str | None 
     return save_figure(fig, output)
 
 
+def _error_bars(points: pd.DataFrame) -> np.ndarray:
+    return np.vstack([(points["error"] - points["error_ci_low"]).fillna(0).clip(lower=0),
+                      (points["error_ci_high"] - points["error"]).fillna(0).clip(lower=0)])
+
+
+def _y_label(ax, metric: str) -> None:
+    higher = metric.startswith(("r2", "r_p", "fraction"))
+    ax.set_ylabel(f"1 − {metric}" if higher else metric)
+
+
+def _fit_note(ax, fit: pd.Series) -> None:
+    problem = "" if pd.isna(fit["fit_problem"]) else str(fit["fit_problem"])
+    if problem:
+        prefix = "note" if fit["form"] else "no fit"
+        ax.text(0.02, 0.98, textwrap.fill(f"{prefix}: {problem}", 70), transform=ax.transAxes,
+                fontsize=7, va="top", color="tab:red", in_layout=False)
+
+
+def _samples_panel(ax, table: pd.DataFrame, fit: pd.Series) -> None:
+    """Error against N for one target (and dataset)."""
+    target = fit["target"]
+    dataset = fit.get("dataset", "") or ""
+    in_curve = (table["target"] == target) & ((table.get("dataset", "") == dataset)
+                                              if dataset else True)
+    for split, style in (("val", dict(fmt="o", color="tab:blue", label="validation (fitted)")),
+                         ("test", dict(fmt="s", mfc="none", color="tab:orange",
+                                       label="test"))):
+        points = table[in_curve & (table["split"] == split)]
+        if points.empty:
+            continue
+        points = points.sort_values("n_train")
+        n = points["n_train"].to_numpy(float) * (1.04 if split == "test" else 1.0)
+        ax.errorbar(n, points["error"], yerr=_error_bars(points), capsize=3, **style)
+    n_max, far = float(fit["n_max"]), float(fit["extrapolate_to"])
+    if far > n_max:
+        ax.axvspan(n_max, far * 1.6, color="0.92", zorder=0)
+        ax.text(math.sqrt(n_max * far * 1.6), 0.02, "extrapolation", ha="center",
+                va="bottom", transform=ax.get_xaxis_transform(), fontsize=8, color="0.35")
+    if fit["form"]:
+        inside = np.geomspace(float(fit["n_min"]), n_max, 50)
+        ax.plot(inside, fit["a"] * inside ** (-fit["b"]) + fit["c"], "-", color="tab:blue",
+                alpha=0.8, label=f"fit {fit['formula'].split(' (')[0]}: a = {fit['a']:.3g}, "
+                                 f"b = {fit['b']:.3g}, c = {fit['c']:.3g}")
+        if far > n_max:
+            beyond = np.geomspace(n_max, far, 50)
+            ax.plot(beyond, fit["a"] * beyond ** (-fit["b"]) + fit["c"], "--",
+                    color="tab:blue", alpha=0.8,
+                    label=f"extrapolated to N = {int(far):,}: {fit['extrapolated_error']:.3g}")
+    _fit_note(ax, fit)
+    if np.isfinite(fit["paper_error"]):
+        marker = "v" if fit["paper_is_bound"] else "*"
+        ax.plot([far], [fit["paper_error"]], marker, ms=13, color="tab:green",
+                label=("paper (upper bound)" if fit["paper_is_bound"] else "paper")
+                + f", N = {int(far):,}: {fit['paper_error']:.3g}")
+    if np.isfinite(fit["ceiling_error"]):
+        ax.axhline(fit["ceiling_error"], color="tab:red", linestyle=":",
+                   label=f"Bayes ceiling (test): {fit['ceiling_error']:.3g}")
+    ax.set_xlabel("training samples N")
+    ax.set_title(f"{target}" + (f" ({dataset})" if dataset else ""), fontsize=10)
+
+
+def _region_panel(ax, table: pd.DataFrame, fit: pd.Series) -> None:
+    """Error against the region's area at one N for one target."""
+    target, n = fit["target"], int(fit["n_max"])
+    at_n = (table["target"] == target) & (table["n_train"] == n)
+    for split, style in (("val", dict(fmt="o", color="tab:blue", label="validation (fitted)")),
+                         ("test", dict(fmt="s", mfc="none", color="tab:orange",
+                                       label="test"))):
+        points = table[at_n & (table["split"] == split)].sort_values("region_area_um2")
+        if points.empty:
+            continue
+        area = points["region_area_um2"].to_numpy(float) * (1.04 if split == "test" else 1.0)
+        ax.errorbar(area, points["error"], yerr=_error_bars(points), capsize=3, **style)
+        if split == "test":
+            ceiling = points["ceiling_value"]
+            if ceiling.notna().any():
+                metric = str(points["metric"].iloc[0])
+                higher = metric.startswith(("r2", "r_p", "fraction"))
+                ax.plot(points["region_area_um2"], 1.0 - ceiling if higher else ceiling,
+                        "x:", color="tab:red", label="Bayes ceiling of each region (test)")
+    low, high = float(fit["area_min_um2"]), float(fit["area_max_um2"])
+    far = float(fit["extrapolate_to_area_um2"])
+    if far > high * (1 + 1e-9):
+        ax.axvspan(high, far * 1.4, color="0.92", zorder=0)
+        ax.text(math.sqrt(high * far * 1.4), 0.02, "extrapolation", ha="center", va="bottom",
+                transform=ax.get_xaxis_transform(), fontsize=8, color="0.35")
+    if fit["form"]:
+        inside = np.geomspace(low, high, 50)
+        ax.plot(inside, fit["a"] * inside ** (-fit["b"]) + fit["c"], "-", color="tab:blue",
+                alpha=0.8, label=f"fit error = a A^-b: a = {fit['a']:.3g}, b = {fit['b']:.3g}")
+        if far > high * (1 + 1e-9):
+            beyond = np.geomspace(high, far, 50)
+            ax.plot(beyond, fit["a"] * beyond ** (-fit["b"]) + fit["c"], "--",
+                    color="tab:blue", alpha=0.8,
+                    label=f"extrapolated to P1's area: {fit['extrapolated_error']:.3g}")
+    _fit_note(ax, fit)
+    if np.isfinite(fit["paper_error"]):
+        marker = "v" if fit["paper_is_bound"] else "*"
+        ax.plot([far], [fit["paper_error"]], marker, ms=13, color="tab:green",
+                label=("paper (upper bound)" if fit["paper_is_bound"] else "paper")
+                + f", its N = 57,600 (not {n:,}): {fit['paper_error']:.3g}")
+    ax.set_xlabel("region area A (µm²)")
+    ax.set_title(f"{target}, N = {n:,} training maps per region", fontsize=10)
+
+
 def plot_learning_curve(table: pd.DataFrame, fits: pd.DataFrame, output, *,
                         title: str | None = None):
-    """Error against training samples (log-log), one panel per target.
+    """Error against training samples (log-log), one panel per target (and dataset), and,
+    for a curve over several regions, the error against the region's area (log-log), one
+    panel per target and training-set size.
 
     Validation points (filled, with 95 % intervals; the fit is made on them) and test points
-    (open squares), the fitted power law (solid over the measured sizes, dashed beyond: an
-    extrapolation, on a grey background), the paper's number at the extrapolation size (a
-    star; a downward triangle where the paper gives an upper bound) and the test split's Bayes
-    ceiling (dotted), where there are ones.
+    (open squares), the fitted power law (solid over the measured sizes or areas, dashed
+    beyond: an extrapolation, on a grey background), the paper's number at the extrapolation
+    size or at P1's area (a star; a downward triangle where the paper gives an upper bound)
+    and the test split's Bayes ceiling (dotted; per region on the area panels), where there
+    are ones. Curves against N of a single size (a region curve's datasets) get no panel:
+    their numbers are in the fit table.
 
     Parameters
     ----------
@@ -78,70 +187,27 @@ def plot_learning_curve(table: pd.DataFrame, fits: pd.DataFrame, output, *,
     output : path-like
         PNG.
     """
-    n_panels = len(fits)
-    columns = min(n_panels, 2)
-    rows = math.ceil(n_panels / columns)
+    axis = fits["axis"] if "axis" in fits else pd.Series("n_train", index=fits.index)
+    samples = fits[axis == "n_train"]
+    regions = fits[axis == "region_area_um2"]
+    drawn = samples[samples["n_points"] >= 2] if len(regions) else samples
+    panels = [("n", fit) for _, fit in drawn.iterrows()] + \
+             [("area", fit) for _, fit in regions.iterrows()]
+    columns = min(len(panels), 2)
+    rows = math.ceil(len(panels) / columns)
     fig, axes = plt.subplots(rows, columns, figsize=(6.2 * columns, 4.6 * rows),
                              layout="constrained", squeeze=False)
-    for ax, (_, fit) in zip(axes.flat, fits.iterrows()):
-        target = fit["target"]
-        for split, style in (("val", dict(fmt="o", color="tab:blue", label="validation "
-                                                                              "(fitted)")),
-                             ("test", dict(fmt="s", mfc="none", color="tab:orange",
-                                           label="test"))):
-            points = table[(table["split"] == split) & (table["target"] == target)]
-            if points.empty:
-                continue
-            points = points.sort_values("n_train")
-            n = points["n_train"].to_numpy(float) * (1.04 if split == "test" else 1.0)
-            errors = np.vstack([(points["error"] - points["error_ci_low"]).fillna(0).clip(lower=0),
-                                (points["error_ci_high"] - points["error"]).fillna(0)
-                                .clip(lower=0)])
-            ax.errorbar(n, points["error"], yerr=errors, capsize=3, **style)
-        n_max, far = float(fit["n_max"]), float(fit["extrapolate_to"])
-        if far > n_max:
-            ax.axvspan(n_max, far * 1.6, color="0.92", zorder=0)
-            ax.text(math.sqrt(n_max * far * 1.6), 0.02, "extrapolation", ha="center",
-                    va="bottom", transform=ax.get_xaxis_transform(), fontsize=8, color="0.35")
-        if fit["form"]:
-            inside = np.geomspace(float(fit["n_min"]), n_max, 50)
-            curve = fit["a"] * inside ** (-fit["b"]) + fit["c"]
-            ax.plot(inside, curve, "-", color="tab:blue", alpha=0.8,
-                    label=f"fit {fit['formula'].split(' (')[0]}: a = {fit['a']:.3g}, "
-                          f"b = {fit['b']:.3g}, c = {fit['c']:.3g}")
-            if far > n_max:
-                beyond = np.geomspace(n_max, far, 50)
-                ax.plot(beyond, fit["a"] * beyond ** (-fit["b"]) + fit["c"], "--",
-                        color="tab:blue", alpha=0.8,
-                        label=f"extrapolated to N = {int(far):,}: {fit['extrapolated_error']:.3g}")
-            problem = "" if pd.isna(fit["fit_problem"]) else str(fit["fit_problem"])
-            if problem:
-                ax.text(0.02, 0.98, textwrap.fill(f"note: {problem}", 70),
-                        transform=ax.transAxes, fontsize=7, va="top", color="tab:red",
-                        in_layout=False)
-        else:
-            ax.text(0.02, 0.98, textwrap.fill(f"no fit: {fit['fit_problem']}", 70),
-                    transform=ax.transAxes, fontsize=7, va="top", color="tab:red",
-                    in_layout=False)
-        if np.isfinite(fit["paper_error"]):
-            marker = "v" if fit["paper_is_bound"] else "*"
-            ax.plot([far], [fit["paper_error"]], marker, ms=13, color="tab:green",
-                    label=("paper (upper bound)" if fit["paper_is_bound"] else "paper")
-                    + f", N = {int(far):,}: {fit['paper_error']:.3g}")
-        if np.isfinite(fit["ceiling_error"]):
-            ax.axhline(fit["ceiling_error"], color="tab:red", linestyle=":",
-                       label=f"Bayes ceiling (test): {fit['ceiling_error']:.3g}")
+    for ax, (which, fit) in zip(axes.flat, panels):
+        (_samples_panel if which == "n" else _region_panel)(ax, table, fit)
         ax.set_xscale("log")
         ax.set_yscale("log")
-        metric = fit["metric"]
-        higher = metric.startswith(("r2", "r_p", "fraction"))
-        ax.set_ylabel(f"1 − {metric}" if higher else metric)
-        ax.set_xlabel("training samples N")
-        ax.set_title(f"{target}", fontsize=10)
+        _y_label(ax, str(fit["metric"]))
         ax.grid(which="both", alpha=0.25)
         ax.legend(fontsize=7, loc="best")
-    for ax in list(axes.flat)[n_panels:]:
+    for ax in list(axes.flat)[len(panels):]:
         ax.set_visible(False)
-    fig.suptitle(title or f"learning curve {fits['sweep'].iloc[0]}: error against training "
-                          "samples (fit on validation)", fontsize=11)
+    what = "training samples" + (" and region area" if len(regions) else "")
+    fig.suptitle(textwrap.fill(title or f"learning curve {fits['sweep'].iloc[0]}: error "
+                                        f"against {what} (fit on validation)",
+                               60 * columns), fontsize=11)
     return save_figure(fig, output)

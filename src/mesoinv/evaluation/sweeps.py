@@ -19,7 +19,9 @@ points' prediction files into:
   :func:`learning_curve_fits`): the error against the number of training samples on val and
   test, a power law fitted to the validation points and its value at the paper's training
   size, beside the paper's number (:func:`paper_error`) and the Bayes ceiling of the test
-  split (the ``potential_posterior`` rows of the test ``metrics.csv``).
+  split (the ``potential_posterior`` rows of the test ``metrics.csv``); with several
+  datasets (regions), one curve per dataset and, at each training-set size, a power law in
+  the region's area, evaluated at P1's area (:data:`PAPER_REGION_AREA_UM2`).
 
 "Error" of a learning curve: the selection metric where lower is better (relative σ, σ,
 RMSE, relative RMSE), 1 − the metric where higher is better (1 − R², 1 − r_P).
@@ -47,7 +49,7 @@ from .p1_potential.paper import PAPER_RECONSTRUCTION
 __all__ = ["validation_metrics", "write_csv", "point_record", "sweep_table", "chosen_point",
            "chosen_test_metrics", "PowerLawFit", "fit_power_law", "to_error",
            "learning_curve_table", "learning_curve_fits", "paper_error", "POWER_LAW_FORMS",
-           "TABLE_METRICS"]
+           "TABLE_METRICS", "PAPER_REGION_AREA_UM2"]
 
 #: Metrics of the sweep table (each with its 95 % interval), per model family.
 TABLE_METRICS = {"parameters": ("relative_error_std", "r2", "error_std", "rmse"),
@@ -56,6 +58,9 @@ TABLE_METRICS = {"parameters": ("relative_error_std", "r2", "error_std", "rmse")
 
 #: Upper bound of the fitted exponent b (learning curves of networks have b ≲ 1).
 MAX_EXPONENT = 20.0
+
+#: P1's scattering region, 1280 × 960 nm, in µm²: where a fit against the area is evaluated.
+PAPER_REGION_AREA_UM2 = 1.28 * 0.96
 
 #: The two forms :func:`fit_power_law` fits.
 POWER_LAW_FORMS = {"saturating": "error = a N^-b + c (least squares in log(error))",
@@ -128,12 +133,17 @@ def validation_metrics(predictions_path) -> pd.DataFrame:
 
 
 def point_record(model_path) -> dict:
-    """Training facts of a point from its model file: samples, epochs, steps, the weights
-    kept, the time of the last run (s; a resumed training counts only its last run), the
-    model kind and the number of trainable parameters."""
+    """Training facts of a point from its model file: samples, the dataset and its region's
+    area (µm²), epochs, steps, the weights kept, the time of the last run (s; a resumed
+    training counts only its last run), the model kind and the number of trainable
+    parameters."""
     model = load_model_file(model_path)
     training = model.training
+    metadata = model.data_metadata
+    area = (float(metadata["length_nm"]) * float(metadata["width_nm"]) * 1e-6
+            if "length_nm" in metadata and "width_nm" in metadata else math.nan)
     return {"n_train": training.get("n_train"), "n_val": training.get("n_val"),
+            "dataset": model.hyperparameters.get("dataset"), "region_area_um2": area,
             "epochs": training.get("epochs"), "global_step": training.get("global_step"),
             "weights": training.get("weights"),
             "training_seconds": training.get("seconds_this_run"),
@@ -391,7 +401,8 @@ def learning_curve_table(points, *, sweep: str, metric: str, target: str,
     -------
     pandas.DataFrame
         One row per (point, split, target): ``sweep``, ``point``, ``n_train`` (samples the
-        point trained on), ``split``, ``target``, ``metric``, ``value``, ``ci_low``,
+        point trained on), ``dataset`` and ``region_area_um2`` (its region's area; empty and
+        NaN where the record has none), ``split``, ``target``, ``metric``, ``value``, ``ci_low``,
         ``ci_high`` (95 %), ``error``, ``error_ci_low``, ``error_ci_high`` (see the module
         docstring), ``ceiling_value`` (the test split's Bayes ceiling of that target, NaN
         where there is none), ``training_seconds``, ``n_parameters``, ``epochs``.
@@ -421,6 +432,8 @@ def learning_curve_table(points, *, sweep: str, metric: str, target: str,
                 bounds = sorted(to_error([low, high], metric, higher_is_better).tolist())
                 rows.append({
                     "sweep": sweep, "point": point["name"], "n_train": int(record["n_train"]),
+                    "dataset": record.get("dataset") or "",
+                    "region_area_um2": float(record.get("region_area_um2", math.nan)),
                     "split": split, "target": name, "metric": metric, "value": value,
                     "ci_low": low, "ci_high": high,
                     "error": float(to_error(value, metric, higher_is_better)),
@@ -455,53 +468,101 @@ def paper_error(kind: str, metric: str, target: str):
 
 def learning_curve_fits(table: pd.DataFrame, *, kind: str, extrapolate_to: int,
                         form: str = "auto") -> pd.DataFrame:
-    """The power law of each target's validation points, and where it leads.
+    """The power laws of the validation points, and where they lead.
+
+    Against the number of training samples (``axis`` = ``n_train``): one row per target and
+    dataset, the fit over that dataset's sizes, extrapolated to ``extrapolate_to``. Against
+    the region (``axis`` = ``region_area_um2``; only where the table holds two or more
+    datasets with an area): one row per target and training-set size, the log-log fit of the
+    error against the area A (µm²), error = a A^-b, evaluated at P1's area
+    (:data:`PAPER_REGION_AREA_UM2`; an extrapolation where that is beyond the largest area).
 
     Returns
     -------
     pandas.DataFrame
-        One row per target: ``sweep``, ``target``, ``metric``, ``form`` (:data:`POWER_LAW_FORMS`
-        key), ``formula``, ``a``, ``b``, ``c``, ``rms_log_residual``, ``fitted_on`` ("val"),
-        ``n_points``, ``n_min``, ``n_max`` (training-set sizes fitted), ``extrapolate_to``,
-        ``extrapolated_error`` (the fit at extrapolate_to: an extrapolation when
-        extrapolate_to > n_max), ``val_error_at_n_max``, ``test_error_at_n_max``,
-        ``paper_error`` (NaN if the paper has none), ``paper_is_bound``, ``paper_source``,
-        ``ceiling_error`` (test split's Bayes ceiling, NaN if none), ``fit_problem`` (empty,
-        or why no fit was possible or why the fit says little).
+        Per row: ``sweep``, ``axis``, ``target``, ``dataset`` (n_train rows), ``metric``,
+        ``form`` (:data:`POWER_LAW_FORMS` key), ``formula``, ``a``, ``b``, ``c``,
+        ``rms_log_residual``, ``fitted_on`` ("val"), ``n_points``, ``n_min``, ``n_max``
+        (training-set sizes fitted; the one size of a region row), ``extrapolate_to``,
+        ``area_min_um2``, ``area_max_um2`` (the areas fitted), ``extrapolate_to_area_um2``
+        (region rows), ``extrapolated_error`` (the fit at extrapolate_to, or at P1's area),
+        ``val_error_at_n_max``, ``test_error_at_n_max`` (at the largest size, or the
+        largest area), ``paper_error`` (NaN if the paper has none; P1's number is at its
+        57,600 maps and 1280 × 960 nm), ``paper_is_bound``, ``paper_source``,
+        ``ceiling_error`` (test split's Bayes ceiling at the largest size or area, NaN if
+        none), ``fit_problem`` (empty, or why no fit was possible or why the fit says
+        little).
     """
+    table = table.copy()
+    if "dataset" not in table:
+        table["dataset"] = ""
+    if "region_area_um2" not in table:
+        table["region_area_um2"] = math.nan
+    table["dataset"] = table["dataset"].fillna("")
     rows = []
     val = table[table["split"] == "val"]
-    for target in dict.fromkeys(val["target"]):
-        points = val[val["target"] == target].sort_values("n_train")
-        metric = str(points["metric"].iloc[0])
-        test = table[(table["split"] == "test") & (table["target"] == target)]
-        n_max = int(points["n_train"].max())
-        at_max = test[test["n_train"] == n_max]
+    family = "parameters" if kind == "p1_parameter_cnn" else "potential"
+
+    def common(target, metric, test_at_end):
+        higher = SELECTION_METRICS[family][metric]
         paper = paper_error(kind, metric, target)
-        ceiling = test["ceiling_value"].dropna()
-        higher = SELECTION_METRICS["parameters" if kind == "p1_parameter_cnn"
-                                   else "potential"][metric]
-        row = {"sweep": points["sweep"].iloc[0], "target": target, "metric": metric,
-               "fitted_on": "val", "n_points": len(points), "n_min": int(points["n_train"].min()),
-               "n_max": n_max, "extrapolate_to": int(extrapolate_to),
-               "val_error_at_n_max": float(points["error"].iloc[-1]),
-               "test_error_at_n_max": float(at_max["error"].iloc[0]) if len(at_max) else math.nan,
-               "paper_error": paper[0] if paper else math.nan,
-               "paper_is_bound": bool(paper[2]) if paper else False,
-               "paper_source": paper[1] if paper else "",
-               "ceiling_error": (float(to_error(ceiling.iloc[0], metric, higher)) if len(ceiling)
-                                 else math.nan)}
+        ceiling = test_at_end["ceiling_value"].dropna()
+        return {"target": target, "metric": metric, "fitted_on": "val",
+                "paper_error": paper[0] if paper else math.nan,
+                "paper_is_bound": bool(paper[2]) if paper else False,
+                "paper_source": paper[1] if paper else "",
+                "ceiling_error": (float(to_error(ceiling.iloc[0], metric, higher))
+                                  if len(ceiling) else math.nan),
+                "test_error_at_n_max": (float(test_at_end["error"].iloc[0])
+                                        if len(test_at_end) else math.nan)}
+
+    def fitted(row, x, errors, far, how):
         try:
-            fit = fit_power_law(points["n_train"], points["error"], form=form)
+            fit = fit_power_law(x, errors, form=how)
         except ValueError as error:
             row.update(form="", formula="", a=math.nan, b=math.nan, c=math.nan,
                        rms_log_residual=math.nan, extrapolated_error=math.nan,
                        fit_problem=str(error))
         else:
-            fitted = asdict(fit)
-            fitted.pop("n_points")
-            row.update(fitted, formula=POWER_LAW_FORMS[fit.form],
-                       extrapolated_error=float(fit(extrapolate_to)),
-                       fit_problem=_fit_warning(fit))
-        rows.append(row)
+            values = asdict(fit)
+            values.pop("n_points")
+            row.update(values, formula=POWER_LAW_FORMS[fit.form],
+                       extrapolated_error=float(fit(far)), fit_problem=_fit_warning(fit))
+        return row
+
+    for (target, dataset), points in val.groupby(["target", "dataset"], sort=False):
+        points = points.sort_values("n_train")
+        metric = str(points["metric"].iloc[0])
+        test = table[(table["split"] == "test") & (table["target"] == target)
+                     & (table["dataset"] == dataset)]
+        n_max = int(points["n_train"].max())
+        area = float(points["region_area_um2"].iloc[0])
+        row = {"sweep": points["sweep"].iloc[0], "axis": "n_train", "dataset": dataset,
+               **common(target, metric, test[test["n_train"] == n_max]),
+               "n_points": len(points), "n_min": int(points["n_train"].min()), "n_max": n_max,
+               "extrapolate_to": int(extrapolate_to), "area_min_um2": area,
+               "area_max_um2": area, "extrapolate_to_area_um2": math.nan,
+               "val_error_at_n_max": float(points["error"].iloc[-1])}
+        rows.append(fitted(row, points["n_train"], points["error"], extrapolate_to, form))
+
+    regional = val[np.isfinite(val["region_area_um2"].astype(float))]
+    if regional["dataset"].nunique() >= 2:
+        for (target, n), points in regional.groupby(["target", "n_train"], sort=False):
+            if points["dataset"].nunique() < 2:
+                continue
+            points = points.sort_values("region_area_um2")
+            metric = str(points["metric"].iloc[0])
+            largest = float(points["region_area_um2"].iloc[-1])
+            test = table[(table["split"] == "test") & (table["target"] == target)
+                         & (table["n_train"] == n) & (table["region_area_um2"] == largest)]
+            row = {"sweep": points["sweep"].iloc[0], "axis": "region_area_um2",
+                   "dataset": "", **common(target, metric, test), "n_points": len(points),
+                   "n_min": int(n), "n_max": int(n), "extrapolate_to": int(n),
+                   "area_min_um2": float(points["region_area_um2"].iloc[0]),
+                   "area_max_um2": largest,
+                   "extrapolate_to_area_um2": PAPER_REGION_AREA_UM2,
+                   "val_error_at_n_max": float(points["error"].iloc[-1])}
+            # Few areas: the straight log-log line (the saturating form needs four).
+            rows.append(fitted(row, points["region_area_um2"], points["error"],
+                               PAPER_REGION_AREA_UM2, "loglog"))
     return pd.DataFrame(rows)
