@@ -298,3 +298,53 @@ def test_p2_generation_rows(quick_report):
         value = number(row["median / value"])
         assert math.isfinite(value) and value > 0, key
     assert rows["train.p2gen.diffusion"]["unit"] == "s"
+
+
+def test_gpu_paper_scale_script_runs_without_kwant_on_its_quick_path(tmp_path):
+    """benchmarks/gpu_paper_scale.py, as on the GPU machine (which has no Kwant, MUMPS,
+    mpi4py or jsonschema: blocked here by a sitecustomize), on the test config's tiny seeds
+    (--quick, the CPU): every row is written, train_model's own path is what ran (ram data
+    mode, the definition's precision), and the tiled files hold distinct sample ids."""
+    import json
+    import subprocess
+    import sys
+
+    import netCDF4
+
+    script = REPO_ROOT / "benchmarks" / "gpu_paper_scale.py"
+    seeds, out = tmp_path / "seeds", tmp_path / "out"
+    subprocess.run([sys.executable, str(script), "prepare", "--out", str(seeds),
+                    "--n-unique", "3", "--config", "config/test.yaml"], check=True,
+                   cwd=REPO_ROOT, timeout=600, capture_output=True)
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\nfor name in ('kwant', 'tinyarray', 'mpi4py', 'jsonschema'):\n"
+        "    sys.modules[name] = None\n")
+    env = dict(os.environ, PYTHONPATH=str(blocker), OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, str(script), "run", "--seeds", str(seeds), "--out",
+                           str(out), "--quick"], cwd=REPO_ROOT, timeout=900, capture_output=True,
+                          text=True, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((out / "gpu_paper_scale.json").read_text())
+    assert results["errors"] == []
+    models = {"p1_s_nd", "p1_fourier", "p1_potential"}
+    assert {r["model"] for r in results["gpu_rows"]} == models
+    assert {r["model"] for r in results["cpu_rows"]} == models
+    for row in results["gpu_rows"] + results["cpu_rows"]:
+        assert row["precision"] == "32-true" and row["step_s"] > 0
+        assert row["timed"] >= 1 and row["whole_call_s"] > row["step_s"]
+    assert "kwant**: not importable" in (out / "gpu_paper_scale.md").read_text()
+    table = (out / "gpu_paper_scale.md").read_text()
+    assert "`gpu.p1_s_nd.32-true.whole_epoch`" in table and "QUICK" in table
+    # the tiler: n samples, distinct ids, the seeds' maps in turn, no unread variables
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from gpu_paper_scale import tile_split
+
+    tiled = tile_split(seeds / "p1_varying-seed.nc", tmp_path / "tiled.nc", 7, "train",
+                       drop=("potential",))
+    with netCDF4.Dataset(tiled) as ds, netCDF4.Dataset(seeds / "p1_varying-seed.nc") as seed:
+        assert list(ds["sample_id"][:]) == list(range(7))
+        assert (ds["pldos"][6] == seed["pldos"][0]).all()
+        assert (ds["rms"][4] == seed["rms"][1]).all()
+        assert "potential" not in ds.variables and ds.split == "train"
