@@ -90,8 +90,8 @@ def test_medium_sweep_overlay_expands_into_its_points():
 
 
 def test_medium_region_overlay_expands_into_one_point_per_region():
-    """config/medium-p1-regions.yaml after config/medium.yaml: the same recipe on 4,000 maps
-    of each of three regions (320 × 240, 640 × 480 and 1280 × 960 nm), which differ from
+    """config/medium-p1-regions.yaml after config/medium.yaml: the same recipe on 2,000 and
+    4,000 maps of each of three regions (320 × 240, 640 × 480 and 1280 × 960 nm), which differ from
     medium's p1_varying in their geometry (and seed) alone."""
     from snakemake.utils import update_config
 
@@ -101,13 +101,15 @@ def test_medium_region_overlay_expands_into_one_point_per_region():
     config = validate_config(merged)
     points = {name: m for name, m in config["models"].items()
               if name.startswith("medium_rms_xi_regions_")}
-    assert sorted(points) == [f"medium_rms_xi_regions_{d}_n4000"
-                              for d in ("p1_region1280", "p1_region320", "p1_varying")]
-    assert all(m["train_subset"] == {"n_samples": 4000, "seed": 0}
+    assert sorted(points) == [f"medium_rms_xi_regions_{d}_n{n}"
+                              for d in ("p1_region1280", "p1_region320", "p1_varying")
+                              for n in (2000, 4000)]
+    assert all(m["train_subset"] in ({"n_samples": 2000, "seed": 0},
+                                     {"n_samples": 4000, "seed": 0})
                and m["inputs"]["transform"] == "log_standardize" for m in points.values())
-    areas = sorted(config["datasets"][m["dataset"]]["geometry"]["length_nm"]
-                   * config["datasets"][m["dataset"]]["geometry"]["width_nm"]
-                   for m in points.values())
+    areas = sorted({config["datasets"][m["dataset"]]["geometry"]["length_nm"]
+                    * config["datasets"][m["dataset"]]["geometry"]["width_nm"]
+                    for m in points.values()})
     assert areas == [320 * 240, 640 * 480, 1280 * 960]
     medium = config["datasets"]["p1_varying"]
     for name in ("p1_region320", "p1_region1280"):
