@@ -16,6 +16,7 @@ SOURCE = Path(__file__).resolve().parents[1] / "src" / "mesoinv"
 # Position of each stage; a module may import its own stage and any earlier one.
 STAGE_ORDER = {
     "__init__": 0,       # the version string only
+    "lazy_exports": 0,   # PEP 562 attributes of the physics and datasets packages
     "physics": 1,
     "config": 2,         # imports physics lazily (geometry checks); datasets read it
     "config_sweeps": 2,  # the config's sweep and replicate expansion (re-exported by config)

@@ -1,7 +1,7 @@
 """Datasets (P1 PLDOS, P2 magnetoconductance): samples as pure functions of (seed, id, config),
 simulated in resumable MPI shards, validated and split, written to netCDF."""
 
-import importlib
+from ..lazy_exports import lazy_exports
 
 #: Public name → submodule, imported on first use (PEP 562): reading and writing split files
 #: (:mod:`.netcdf`, what training reads) needs neither Kwant nor the config schema, so
@@ -20,13 +20,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -78,42 +78,69 @@ def _fit_note(ax, fit: pd.Series) -> None:
                 fontsize=7, va="top", color="tab:red", in_layout=False)
 
 
+#: How the validation (fitted) and test points are drawn.
+_SPLIT_STYLES = (("val", dict(fmt="o", color="tab:blue", label="validation (fitted)")),
+                 ("test", dict(fmt="s", mfc="none", color="tab:orange", label="test")))
+
+
+def _split_points(ax, selected: pd.DataFrame, x: str) -> dict:
+    """Draw the val and test points of ``selected`` against column ``x`` (test shifted 4 %
+    to the right so the bars do not overlap); returns ``{split: points}`` sorted by x."""
+    drawn = {}
+    for split, style in _SPLIT_STYLES:
+        points = selected[selected["split"] == split].sort_values(x)
+        if points.empty:
+            continue
+        shift = 1.04 if split == "test" else 1.0
+        ax.errorbar(points[x].to_numpy(float) * shift, points["error"],
+                    yerr=_error_bars(points), capsize=3, **style)
+        drawn[split] = points
+    return drawn
+
+
+def _draw_fit(ax, fit: pd.Series, low: float, high: float, far: float, *, span: float,
+              fit_label: str, far_label: str) -> None:
+    """The fitted law, solid over [low, high] (what was measured) and dashed on to ``far``
+    on a grey background labelled "extrapolation" (where ``far`` is beyond ``high``), and the
+    fit's note."""
+    beyond_data = far > high * (1 + 1e-9)
+    if beyond_data:
+        ax.axvspan(high, far * span, color="0.92", zorder=0)
+        ax.text(math.sqrt(high * far * span), 0.02, "extrapolation", ha="center", va="bottom",
+                transform=ax.get_xaxis_transform(), fontsize=8, color="0.35")
+    if fit["form"]:
+        for start, stop, style, label in ((low, high, "-", fit_label),
+                                          (high, far, "--", far_label)):
+            if style == "--" and not beyond_data:
+                continue
+            x = np.geomspace(start, stop, 50)
+            ax.plot(x, fit["a"] * x ** (-fit["b"]) + fit["c"], style, color="tab:blue",
+                    alpha=0.8, label=label)
+    _fit_note(ax, fit)
+
+
+def _paper_mark(ax, fit: pd.Series, x: float, where: str) -> None:
+    """The paper's number at ``x`` (a star; a downward triangle where it is an upper bound)."""
+    if np.isfinite(fit["paper_error"]):
+        marker = "v" if fit["paper_is_bound"] else "*"
+        ax.plot([x], [fit["paper_error"]], marker, ms=13, color="tab:green",
+                label=("paper (upper bound)" if fit["paper_is_bound"] else "paper")
+                + f", {where}: {fit['paper_error']:.3g}")
+
+
 def _samples_panel(ax, table: pd.DataFrame, fit: pd.Series) -> None:
     """Error against N for one target (and dataset)."""
     target = fit["target"]
     dataset = fit.get("dataset", "") or ""
     in_curve = (table["target"] == target) & ((table.get("dataset", "") == dataset)
                                               if dataset else True)
-    for split, style in (("val", dict(fmt="o", color="tab:blue", label="validation (fitted)")),
-                         ("test", dict(fmt="s", mfc="none", color="tab:orange",
-                                       label="test"))):
-        points = table[in_curve & (table["split"] == split)]
-        if points.empty:
-            continue
-        points = points.sort_values("n_train")
-        n = points["n_train"].to_numpy(float) * (1.04 if split == "test" else 1.0)
-        ax.errorbar(n, points["error"], yerr=_error_bars(points), capsize=3, **style)
-    n_max, far = float(fit["n_max"]), float(fit["extrapolate_to"])
-    if far > n_max:
-        ax.axvspan(n_max, far * 1.6, color="0.92", zorder=0)
-        ax.text(math.sqrt(n_max * far * 1.6), 0.02, "extrapolation", ha="center",
-                va="bottom", transform=ax.get_xaxis_transform(), fontsize=8, color="0.35")
-    if fit["form"]:
-        inside = np.geomspace(float(fit["n_min"]), n_max, 50)
-        ax.plot(inside, fit["a"] * inside ** (-fit["b"]) + fit["c"], "-", color="tab:blue",
-                alpha=0.8, label=f"fit {fit['formula'].split(' (')[0]}: a = {fit['a']:.3g}, "
-                                 f"b = {fit['b']:.3g}, c = {fit['c']:.3g}")
-        if far > n_max:
-            beyond = np.geomspace(n_max, far, 50)
-            ax.plot(beyond, fit["a"] * beyond ** (-fit["b"]) + fit["c"], "--",
-                    color="tab:blue", alpha=0.8,
-                    label=f"extrapolated to N = {int(far):,}: {fit['extrapolated_error']:.3g}")
-    _fit_note(ax, fit)
-    if np.isfinite(fit["paper_error"]):
-        marker = "v" if fit["paper_is_bound"] else "*"
-        ax.plot([far], [fit["paper_error"]], marker, ms=13, color="tab:green",
-                label=("paper (upper bound)" if fit["paper_is_bound"] else "paper")
-                + f", N = {int(far):,}: {fit['paper_error']:.3g}")
+    _split_points(ax, table[in_curve], "n_train")
+    far = float(fit["extrapolate_to"])
+    _draw_fit(ax, fit, float(fit["n_min"]), float(fit["n_max"]), far, span=1.6,
+              fit_label=f"fit {str(fit['formula']).split(' (')[0]}: a = {fit['a']:.3g}, "
+                        f"b = {fit['b']:.3g}, c = {fit['c']:.3g}",
+              far_label=f"extrapolated to N = {int(far):,}: {fit['extrapolated_error']:.3g}")
+    _paper_mark(ax, fit, far, f"N = {int(far):,}")
     if np.isfinite(fit["ceiling_error"]):
         ax.axhline(fit["ceiling_error"], color="tab:red", linestyle=":",
                    label=f"Bayes ceiling (test): {fit['ceiling_error']:.3g}")
@@ -125,42 +152,17 @@ def _region_panel(ax, table: pd.DataFrame, fit: pd.Series) -> None:
     """Error against the region's area at one N for one target."""
     target, n = fit["target"], int(fit["n_max"])
     at_n = (table["target"] == target) & (table["n_train"] == n)
-    for split, style in (("val", dict(fmt="o", color="tab:blue", label="validation (fitted)")),
-                         ("test", dict(fmt="s", mfc="none", color="tab:orange",
-                                       label="test"))):
-        points = table[at_n & (table["split"] == split)].sort_values("region_area_um2")
-        if points.empty:
-            continue
-        area = points["region_area_um2"].to_numpy(float) * (1.04 if split == "test" else 1.0)
-        ax.errorbar(area, points["error"], yerr=_error_bars(points), capsize=3, **style)
-        if split == "test":
-            ceiling = points["ceiling_value"]
-            if ceiling.notna().any():
-                metric = str(points["metric"].iloc[0])
-                higher = metric.startswith(("r2", "r_p", "fraction"))
-                ax.plot(points["region_area_um2"], 1.0 - ceiling if higher else ceiling,
-                        "x:", color="tab:red", label="Bayes ceiling of each region (test)")
-    low, high = float(fit["area_min_um2"]), float(fit["area_max_um2"])
+    test = _split_points(ax, table[at_n], "region_area_um2").get("test")
+    if test is not None and test["ceiling_value"].notna().any():
+        ceiling = test["ceiling_value"]
+        higher = str(test["metric"].iloc[0]).startswith(("r2", "r_p", "fraction"))
+        ax.plot(test["region_area_um2"], 1.0 - ceiling if higher else ceiling, "x:",
+                color="tab:red", label="Bayes ceiling of each region (test)")
     far = float(fit["extrapolate_to_area_um2"])
-    if far > high * (1 + 1e-9):
-        ax.axvspan(high, far * 1.4, color="0.92", zorder=0)
-        ax.text(math.sqrt(high * far * 1.4), 0.02, "extrapolation", ha="center", va="bottom",
-                transform=ax.get_xaxis_transform(), fontsize=8, color="0.35")
-    if fit["form"]:
-        inside = np.geomspace(low, high, 50)
-        ax.plot(inside, fit["a"] * inside ** (-fit["b"]) + fit["c"], "-", color="tab:blue",
-                alpha=0.8, label=f"fit error = a A^-b: a = {fit['a']:.3g}, b = {fit['b']:.3g}")
-        if far > high * (1 + 1e-9):
-            beyond = np.geomspace(high, far, 50)
-            ax.plot(beyond, fit["a"] * beyond ** (-fit["b"]) + fit["c"], "--",
-                    color="tab:blue", alpha=0.8,
-                    label=f"extrapolated to P1's area: {fit['extrapolated_error']:.3g}")
-    _fit_note(ax, fit)
-    if np.isfinite(fit["paper_error"]):
-        marker = "v" if fit["paper_is_bound"] else "*"
-        ax.plot([far], [fit["paper_error"]], marker, ms=13, color="tab:green",
-                label=("paper (upper bound)" if fit["paper_is_bound"] else "paper")
-                + f", its N = 57,600 (not {n:,}): {fit['paper_error']:.3g}")
+    _draw_fit(ax, fit, float(fit["area_min_um2"]), float(fit["area_max_um2"]), far, span=1.4,
+              fit_label=f"fit error = a A^-b: a = {fit['a']:.3g}, b = {fit['b']:.3g}",
+              far_label=f"extrapolated to P1's area: {fit['extrapolated_error']:.3g}")
+    _paper_mark(ax, fit, far, f"its N = 57,600 (not {n:,})")
     ax.set_xlabel("region area A (µm²)")
     ax.set_title(f"{target}, N = {n:,} training maps per region", fontsize=10)
 

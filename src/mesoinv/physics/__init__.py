@@ -3,7 +3,7 @@
 Energies in meV, lengths in nm, densities in cm⁻², fields in tesla.
 """
 
-import importlib
+from ..lazy_exports import lazy_exports
 
 #: Public name → submodule. Imported on first use (PEP 562), so that the parts that need no
 #: Kwant (disorder, materials: what training and evaluation use) import without it: a GPU
@@ -20,13 +20,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
