@@ -219,9 +219,9 @@ def expand_sweeps(config: dict) -> dict:
             if dataset not in config["datasets"]:
                 raise ConfigError(where, f"no dataset '{dataset}' (known: "
                                          f"{', '.join(sorted(config['datasets']))})")
-            splits = config["datasets"][dataset].get("splits")
+            splits = config["datasets"][dataset]["splits"]  # the schema filled the default
             for split in ("val", "test"):
-                if splits is not None and splits[split] == 0:
+                if splits[split] == 0:
                     raise ConfigError(where, f"dataset '{dataset}' has no {split} split: "
                                              "points are chosen on val, scored on test")
         _check_selection(key, sweep, base)
